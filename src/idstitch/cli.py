@@ -1,0 +1,193 @@
+"""The `idstitch` command: a thin shell over the library (sqlite-utils' CLI style).
+
+    idstitch serve                      start the server on ./idstitch-data
+    idstitch import persons.jsonl       import persons, one JSON object per line
+    idstitch export > persons.jsonl     export every person as JSON lines
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+import click
+import msgspec
+
+from idstitch.commands import Actor, ImportPerson
+from idstitch.clock import parse_time, utc_now
+from idstitch.errors import IdstitchError
+from idstitch.ingest.pipeline import Writer
+from idstitch.settings import SERVER_SETTINGS, Setting
+from idstitch.server.state import ServerConfig
+from idstitch.store import reads
+from idstitch.store.sqlite import DATABASE_FILE, open_database
+
+_SETTINGS = {s.name: s for s in SERVER_SETTINGS}
+
+
+def _option(name: str) -> Callable[[Any], Any]:
+    setting: Setting = _SETTINGS[name]
+    kind = type(setting.default) if setting.default is not None else str
+    return click.option(
+        f"--{name.replace('_', '-')}",
+        name,
+        default=setting.default,
+        type=kind,
+        envvar=setting.env,
+        show_default=setting.default is not None,
+        show_envvar=True,
+        help=setting.help,
+    )
+
+
+@click.group()
+@click.version_option(package_name="idstitch")
+def cli() -> None:
+    """idstitch: identity resolution and user attributes for product analytics."""
+
+
+@cli.command()
+@_option("host")
+@_option("port")
+@_option("data_dir")
+@_option("ingest_token")
+@_option("secret_key")
+@_option("max_body_bytes")
+@_option("max_batch_events")
+def serve(**values: Any) -> None:
+    """Start the server on an embedded SQLite data directory, creating it on first start.
+
+    Example: idstitch serve --port 8000 --data-dir ./idstitch-data
+    """
+    import uvicorn
+
+    from idstitch.server.app import create_app, prepare
+
+    values["data_dir"] = Path(values["data_dir"])
+    config = ServerConfig.from_mapping(values)
+    try:
+        default = prepare(config)
+    except IdstitchError as error:
+        raise click.ClickException(str(error)) from None
+    url = f"http://{config.host}:{config.port}"
+    click.echo(f"idstitch {_version()} serving {config.database}")
+    click.echo(f"  URL:          {url}")
+    click.echo(f"  API docs:     {url}/docs  (OpenAPI: {url}/openapi.json)")
+    click.echo(f"  ingest token: {default.project.ingest_token}")
+    if default.new_secret_key:
+        click.echo(f"  secret key:   {default.new_secret_key}")
+        click.echo("                (stored hashed: copy it now, it is not shown again)")
+    else:
+        click.echo("  secret key:   created on first start and shown then; mint another with `idstitch create-key`")
+    sys.stdout.flush()
+    uvicorn.run(create_app(config), host=config.host, port=config.port, log_level="warning", access_log=False)
+
+
+@cli.command("create-key")
+@_option("data_dir")
+@click.option("--label", default="cli", show_default=True, help="A name to recognise the key by.")
+def create_key(data_dir: str, label: str) -> None:
+    """Create a new secret key for the default project and print it (only its hash is stored).
+
+    Example: idstitch create-key --label ci
+    """
+    from idstitch.store.projects import add_secret_key
+
+    conn = _database(data_dir)
+    project_id = conn.execute("SELECT min(id) FROM projects").fetchone()[0]
+    if project_id is None:
+        raise click.ClickException("No project yet: run `idstitch serve` once first")
+    with conn:
+        click.echo(add_secret_key(conn, project_id, label, utc_now()))
+
+
+@cli.command("import")
+@click.argument("source", type=click.File("r"), default="-")
+@_option("data_dir")
+def import_(source: TextIO, data_dir: str) -> None:
+    """Import persons from JSON lines: {"distinct_ids": [...], "properties": {...}, ...} per line.
+
+    Example: idstitch import persons.jsonl
+    """
+    _database(data_dir).close()
+    from idstitch.server.api_routes import import_into
+    from idstitch.store.projects import project_by_id
+
+    writer = Writer(Path(data_dir) / DATABASE_FILE)
+    try:
+        conn = open_database(Path(data_dir) / DATABASE_FILE, read_only=True)
+        project = project_by_id(conn, conn.execute("SELECT min(id) FROM projects").fetchone()[0] or 0)
+        if project is None:
+            raise click.ClickException("No project yet: run `idstitch serve` once first")
+        commands: list[ImportPerson | str] = []
+        for number, line in enumerate(source, start=1):
+            if line.strip():
+                commands.append(_import_command(line, number))
+        outcome = writer.write_now(lambda context: import_into(context, project, commands))
+    finally:
+        writer.close()
+    for result in outcome["results"]:
+        if result.get("error"):
+            click.echo(f"person {result['index'] + 1}: {result['error']}", err=True)
+    click.echo(f"imported {outcome['imported']} of {len(commands)} persons")
+
+
+def _import_command(line: str, number: int) -> ImportPerson | str:
+    try:
+        item = msgspec.json.decode(line)
+    except msgspec.DecodeError as error:
+        return f"line {number} is not JSON: {error}"
+    if not isinstance(item, dict) or not isinstance(item.get("distinct_ids"), list) or not item["distinct_ids"]:
+        return f"line {number} needs a non-empty `distinct_ids` list"
+    if not all(isinstance(d, str) and d for d in item["distinct_ids"]):
+        return f"line {number}: every distinct id must be a non-empty string"
+    created_at = parse_time(item.get("created_at")) if item.get("created_at") else utc_now()
+    if created_at is None:
+        return f"line {number}: created_at {item['created_at']!r} is not an ISO-8601 time"
+    properties = item.get("properties") or {}
+    if not isinstance(properties, dict):
+        return f"line {number}: properties must be an object"
+    return ImportPerson(
+        tuple(item["distinct_ids"]),
+        tuple(item.get("user_ids") or ()),
+        properties,
+        bool(item.get("is_identified")),
+        created_at,
+        Actor("cli"),
+    )
+
+
+@cli.command()
+@_option("data_dir")
+@click.option("-o", "--output", type=click.File("w"), default="-", help="File to write (default: standard output).")
+def export(data_dir: str, output: TextIO) -> None:
+    """Export every person as JSON lines, in the format `idstitch import` reads.
+
+    Example: idstitch export -o persons.jsonl
+    """
+    conn = _database(data_dir, read_only=True)
+    project_id = conn.execute("SELECT min(id) FROM projects").fetchone()[0]
+    count = 0
+    for person in reads.export_persons(conn, project_id or 0):
+        output.write(msgspec.json.encode(person).decode() + "\n")
+        count += 1
+    click.echo(f"exported {count} persons", err=True)
+
+
+def _database(data_dir: str, read_only: bool = False) -> Any:
+    path = Path(data_dir) / DATABASE_FILE
+    if not path.exists():
+        raise click.ClickException(f"No idstitch database at {path}: run `idstitch serve --data-dir {data_dir}` first")
+    return open_database(path, read_only=read_only)
+
+
+def _version() -> str:
+    from idstitch import __version__
+
+    return __version__
+
+
+if __name__ == "__main__":
+    cli()

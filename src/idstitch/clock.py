@@ -1,0 +1,71 @@
+"""Event time: parsing what clients send, correcting their clock skew, one stored text form."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+Now = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def parse_time(value: object) -> datetime | None:
+    """An ISO-8601 string, or epoch milliseconds (posthog-js `_`, `sent_at` query values), as UTC.
+
+    Returns None for anything else; naive times are taken as UTC.
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        if text.endswith("Z") or text.endswith("z"):
+            text = text[:-1] + "+00:00"
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            return _parse_epoch(text)
+        if parsed.tzinfo is None:
+            return parsed.replace(tzinfo=timezone.utc)
+        return parsed.astimezone(timezone.utc)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return _from_epoch(float(value))
+    return None
+
+
+def _parse_epoch(text: str) -> datetime | None:
+    try:
+        return _from_epoch(float(text))
+    except ValueError:
+        return None
+
+
+def _from_epoch(number: float) -> datetime | None:
+    # Values below 1e11 are seconds (PostHog ignores those in `_`; as a timestamp they are fine).
+    seconds = number / 1000 if number > 1e11 else number
+    try:
+        return datetime.fromtimestamp(seconds, timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def event_time(timestamp: datetime | None, sent_at: datetime | None, received_at: datetime) -> datetime:
+    """The event's time on the server's clock (PostHog: `now - (sent_at - timestamp)`).
+
+    A client whose clock is wrong by an hour sends both `timestamp` and `sent_at` wrong by the
+    same hour; the difference between them is the true age of the event.
+    """
+    if timestamp is None:
+        return received_at
+    if sent_at is None:
+        return timestamp
+    return received_at - (sent_at - timestamp)
+
+
+def format_time(moment: datetime) -> str:
+    """The one stored form: UTC, microseconds, `Z`; sorts as text in time order."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def stored_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))

@@ -1,0 +1,567 @@
+"""The engine: applies commands in order against one store transaction, using the pure rules.
+
+A `Batch` is one unit of work (one group commit). It caches the persons and attributes it
+touches, so that a hundred events of one visitor cost one lookup, and writes what changed when
+the batch is flushed. The store it is given implements `PersonStore`; the engine never sees SQL.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from idstitch.attributes import (
+    NO_OPS,
+    AttributeOps,
+    OperationContext,
+    PersonAttributes,
+    apply_operations,
+)
+from idstitch.clock import Now
+from idstitch.commands import (
+    INGEST,
+    Actor,
+    Alias,
+    Command,
+    Event,
+    Identify,
+    ImportPerson,
+    Merge,
+    Split,
+    Track,
+)
+from idstitch.errors import Conflict, InvalidRequest, NotFound
+from idstitch.first_touch import first_touch_ops
+from idstitch.identity import (
+    Action,
+    Decision,
+    Holder,
+    LinkKind,
+    decide_identify_alone,
+    decide_link,
+)
+from idstitch.ids import person_id_for
+from idstitch.outcomes import LinkOutcome, Rejection, WarningRecord, WarningType
+from idstitch.settings import ProjectSettings
+
+
+@dataclass(slots=True)
+class PersonRow:
+    person_id: str
+    created_at: datetime
+    is_identified: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LinkEntry:
+    kind: str
+    actor: str
+    target_distinct_id: str | None
+    source_distinct_id: str | None
+    target_person_id: str | None
+    source_person_id: str | None
+    event_uuid: str | None
+    decision_row: str | None
+    outcome: LinkOutcome
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    seq: int
+    event: Event
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayedOps:
+    """An event's attribute operations, read back for re-deriving a person after a split."""
+
+    seq: int
+    uuid: str
+    distinct_id: str
+    timestamp: datetime
+    ops: AttributeOps
+
+
+class PersonStore(Protocol):
+    """What the engine needs from a store transaction (store/sqlite.py implements it)."""
+
+    def person_of(self, distinct_id: str) -> str | None: ...
+    def load_person(self, person_id: str) -> PersonRow | None: ...
+    def distinct_ids_of(self, person_id: str) -> list[tuple[str, bool]]: ...
+    def load_attributes(self, person_id: str) -> PersonAttributes: ...
+    def save_person(self, row: PersonRow, *, new: bool) -> None: ...
+    def delete_person(self, person_id: str) -> None: ...
+    def map_distinct_id(self, distinct_id: str, person_id: str, is_user_id: bool, created_at: datetime) -> None: ...
+    def set_user_id(self, distinct_id: str, is_user_id: bool) -> None: ...
+    def move_distinct_ids(self, from_person_id: str, to_person_id: str) -> None: ...
+    def save_attributes(self, person_id: str, attributes: PersonAttributes, keys: Iterable[str]) -> None: ...
+    def replace_attributes(self, person_id: str, attributes: PersonAttributes) -> None: ...
+    def existing_event_uuids(self, uuids: list[str]) -> set[str]: ...
+    def next_seq(self) -> int: ...
+    def insert_events(self, events: list[StoredEvent]) -> None: ...
+    def replay_ops(self, distinct_ids: list[str]) -> Iterator[ReplayedOps]: ...
+    def insert_link(self, entry: LinkEntry) -> None: ...
+    def insert_warnings(self, warnings: list[WarningRecord]) -> None: ...
+    def insert_dead_letter(self, reason: str, payload: Any) -> None: ...
+    def audit(self, actor: str, action: str, details: dict[str, Any]) -> None: ...
+
+
+@dataclass(slots=True)
+class _Person:
+    row: PersonRow
+    user_ids: set[str]
+    attributes: PersonAttributes | None = None
+    new: bool = False
+    dirty: bool = False
+    dirty_keys: set[str] = field(default_factory=set)
+    deleted: bool = False
+
+
+@dataclass(slots=True)
+class CommandResult:
+    warnings: list[WarningRecord] = field(default_factory=list)
+    rejection: Rejection | None = None
+    duplicate: bool = False
+    person_id: str | None = None
+
+
+class Batch:
+    """One transaction's worth of commands for one project."""
+
+    def __init__(self, store: PersonStore, project_id: int, settings: ProjectSettings, now: Now) -> None:
+        self.store = store
+        self.project_id = project_id
+        self.settings = settings
+        self.now = now
+        self._persons: dict[str, _Person] = {}
+        self._owner: dict[str, str | None] = {}
+        self._events: list[StoredEvent] = []
+        self._warnings: list[WarningRecord] = []
+        self._seen_uuids: set[str] = set()
+        self._known_uuids: set[str] = set()
+
+    # -- entry points -------------------------------------------------------------------
+
+    def prefetch_duplicates(self, uuids: list[str]) -> None:
+        """Look up, in one query, which of the batch's event uuids are already stored."""
+        self._known_uuids |= self.store.existing_event_uuids(uuids)
+
+    def apply(self, command: Command) -> CommandResult:
+        result = CommandResult()
+        event = getattr(command, "event", None)
+        if event is not None:
+            if event.uuid in self._known_uuids or event.uuid in self._seen_uuids:
+                result.duplicate = True
+                return result
+        if isinstance(command, Track):
+            self._track(command.event, result)
+        elif isinstance(command, Identify):
+            self._identify(command, result)
+        elif isinstance(command, Alias):
+            self._link_event(LinkKind.ALIAS, command.event, command.target, command.source, INGEST, result)
+        elif isinstance(command, Merge):
+            self._merge(command, result)
+        elif isinstance(command, Split):
+            self._split(command, result)
+        elif isinstance(command, ImportPerson):
+            self._import(command, result)
+        else:  # pragma: no cover - the Command union is closed
+            raise TypeError(f"not a command: {command!r}")
+        self._warnings.extend(result.warnings)
+        return result
+
+    def flush(self) -> None:
+        """Write everything the batch changed; the caller commits."""
+        for person in self._persons.values():
+            if person.deleted:
+                continue
+            if person.new or person.dirty:
+                self.store.save_person(person.row, new=person.new)
+                person.new = person.dirty = False
+            if person.dirty_keys and person.attributes is not None:
+                self.store.save_attributes(person.row.person_id, person.attributes, person.dirty_keys)
+                person.dirty_keys = set()
+        if self._events:
+            self.store.insert_events(self._events)
+            self._events = []
+        if self._warnings:
+            self.store.insert_warnings(self._warnings)
+            self._warnings = []
+
+    # -- events ----------------------------------------------------------------------------
+
+    def _track(self, event: Event, result: CommandResult) -> None:
+        seq = self._store_event(event)
+        if not event.process_person:
+            return
+        person = self._person_for_event(event)
+        if person is None:
+            return
+        result.person_id = person.row.person_id
+        self._apply_ops(person, event, seq, result)
+
+    def _identify(self, command: Identify, result: CommandResult) -> None:
+        event = command.event
+        if command.user_id is None:
+            self._track(event, result)
+            return
+        if not self._accepts_identity(event, result):
+            return
+        if command.anonymous_id is None or command.anonymous_id == command.user_id:
+            holder = self._holder(command.user_id)
+            decision = decide_identify_alone(
+                command.user_id,
+                holder,
+                max_user_ids=self.settings.max_user_ids,
+                illegal=self.settings.illegal,
+                event_uuid=event.uuid,
+            )
+            self._perform(LinkKind.IDENTIFY, decision, command.user_id, None, INGEST, event, result)
+            self._track(event, result)
+            return
+        self._link_event(LinkKind.IDENTIFY, event, command.user_id, command.anonymous_id, INGEST, result)
+
+    def _merge(self, command: Merge, result: CommandResult) -> None:
+        event = command.event
+        if command.actor.kind == "ingest" and not self.settings.allow_merge_over_ingest:
+            # A public token is in every web page: it must not let a stranger join two customers.
+            warning = WarningRecord(
+                WarningType.MERGE_REQUIRES_SECRET_KEY,
+                (command.target, command.source),
+                {"target_distinct_id": command.target, "source_distinct_id": command.source},
+                event.uuid if event else None,
+            )
+            result.warnings.append(warning)
+            self._log(
+                LinkKind.MERGE, command.actor, command.target, command.source, event,
+                LinkOutcome.REFUSED, None, WarningType.MERGE_REQUIRES_SECRET_KEY.value,
+            )
+            if event is not None:
+                self._track(event, result)
+            return
+        if event is None:
+            if self._person_of(command.source) is None:
+                raise NotFound(f"No person owns distinct id {command.source!r}")
+            if self._person_of(command.target) is None:
+                raise NotFound(f"No person owns distinct id {command.target!r}")
+            self._link(LinkKind.MERGE, command.target, command.source, command.actor, None, result)
+            self.store.audit(str(command.actor), "merge", {"target": command.target, "source": command.source})
+            return
+        self._link_event(LinkKind.MERGE, event, command.target, command.source, command.actor, result)
+
+    def _link_event(
+        self, kind: LinkKind, event: Event, target: str, source: str, actor: Actor, result: CommandResult
+    ) -> None:
+        if not self._accepts_identity(event, result):
+            return
+        self._link(kind, target, source, actor, event, result)
+        self._track(event, result)
+
+    def _accepts_identity(self, event: Event, result: CommandResult) -> bool:
+        if event.process_person:
+            return True
+        warning = WarningRecord(
+            WarningType.IDENTITY_ON_PERSONLESS_EVENT,
+            (event.distinct_id,),
+            {"event": event.name},
+            event.uuid,
+        )
+        result.warnings.append(warning)
+        result.rejection = Rejection("an identity operation cannot be marked $process_person_profile: false")
+        self.store.insert_dead_letter(result.rejection.reason, _event_payload(event))
+        self._seen_uuids.add(event.uuid)
+        return False
+
+    def _link(
+        self, kind: LinkKind, target: str, source: str, actor: Actor, event: Event | None, result: CommandResult
+    ) -> None:
+        decision = decide_link(
+            kind,
+            target,
+            source,
+            self._holder(target),
+            self._holder(source),
+            max_user_ids=self.settings.max_user_ids,
+            illegal=self.settings.illegal,
+            event_uuid=event.uuid if event else None,
+        )
+        self._perform(kind, decision, target, source, actor, event, result)
+
+    def _perform(
+        self,
+        kind: LinkKind,
+        decision: Decision,
+        target: str,
+        source: str | None,
+        actor: Actor,
+        event: Event | None,
+        result: CommandResult,
+    ) -> None:
+        result.warnings.extend(decision.warnings)
+        if decision.outcome is None:
+            return
+        when = event.timestamp if event else self.now()
+        target_person = self._person_of(target)
+        source_person = self._person_of(source) if source is not None else None
+        source_person_id = source_person.row.person_id if source_person else None
+        action = decision.action
+        if action is Action.CREATE_BOTH:
+            assert source is not None
+            person = self._new_person(target, when, identified=True, is_user_id=decision.target_becomes_user_id)
+            self._map(source, person, when, is_user_id=False)
+        elif action is Action.ATTACH_SOURCE:
+            assert target_person is not None and source is not None
+            person = target_person
+            self._map(source, person, when, is_user_id=False)
+        elif action is Action.ATTACH_TARGET:
+            assert source_person is not None
+            person = source_person
+            self._map(target, person, when, is_user_id=decision.target_becomes_user_id)
+        elif action is Action.MERGE:
+            assert target_person is not None and source_person is not None
+            person = target_person
+            self._merge_persons(source_person, target_person)
+        elif action is Action.CREATE_TARGET_ALONE:
+            person = self._new_person(target, when, identified=True, is_user_id=decision.target_becomes_user_id)
+        else:  # MARK, REFUSE
+            person = target_person
+        if person is not None:
+            if decision.mark_identified and not person.row.is_identified:
+                person.row.is_identified = True
+                person.dirty = True
+            if decision.target_becomes_user_id and target not in person.user_ids and self._owner.get(target) == person.row.person_id:
+                person.user_ids.add(target)
+                self.store.set_user_id(target, True)
+        self._log(
+            kind, actor, target, source, event, decision.outcome, decision.row, decision.reason,
+            target_person_id=person.row.person_id if person else None, source_person_id=source_person_id,
+        )
+
+    def _log(
+        self,
+        kind: LinkKind,
+        actor: Actor,
+        target: str | None,
+        source: str | None,
+        event: Event | None,
+        outcome: LinkOutcome,
+        row: str | None,
+        reason: str | None,
+        *,
+        target_person_id: str | None = None,
+        source_person_id: str | None = None,
+    ) -> None:
+        self.store.insert_link(
+            LinkEntry(
+                kind.value, str(actor), target, source, target_person_id, source_person_id,
+                event.uuid if event else None, row, outcome, reason,
+            )
+        )
+
+    # -- persons -----------------------------------------------------------------------------
+
+    def _holder(self, distinct_id: str) -> Holder | None:
+        person = self._person_of(distinct_id)
+        if person is None:
+            return None
+        return Holder(
+            person.row.person_id,
+            person.row.is_identified,
+            len(person.user_ids),
+            distinct_id in person.user_ids,
+        )
+
+    def _person_of(self, distinct_id: str) -> _Person | None:
+        if distinct_id in self._owner:
+            person_id = self._owner[distinct_id]
+        else:
+            person_id = self.store.person_of(distinct_id)
+            self._owner[distinct_id] = person_id
+        if person_id is None:
+            return None
+        return self._load(person_id)
+
+    def _load(self, person_id: str) -> _Person:
+        person = self._persons.get(person_id)
+        if person is None:
+            row = self.store.load_person(person_id)
+            if row is None:
+                raise NotFound(f"No person with id {person_id!r}")
+            user_ids = {d for d, is_user_id in self.store.distinct_ids_of(person_id) if is_user_id}
+            person = self._persons[person_id] = _Person(row, user_ids)
+        return person
+
+    def _person_for_event(self, event: Event) -> _Person | None:
+        person = self._person_of(event.distinct_id)
+        if person is None:
+            if self.settings.person_profiles == "identified_only":
+                return None
+            return self._new_person(event.distinct_id, event.timestamp, identified=False, is_user_id=False)
+        if event.timestamp < person.row.created_at:
+            person.row.created_at = event.timestamp
+            person.dirty = True
+        return person
+
+    def _new_person(self, distinct_id: str, when: datetime, *, identified: bool, is_user_id: bool) -> _Person:
+        person_id = person_id_for(self.project_id, distinct_id)
+        person = _Person(PersonRow(person_id, when, identified), set(), PersonAttributes(), new=True)
+        self._persons[person_id] = person
+        self._map(distinct_id, person, when, is_user_id=is_user_id)
+        return person
+
+    def _map(self, distinct_id: str, person: _Person, when: datetime, *, is_user_id: bool) -> None:
+        self.store.map_distinct_id(distinct_id, person.row.person_id, is_user_id, when)
+        self._owner[distinct_id] = person.row.person_id
+        if is_user_id:
+            person.user_ids.add(distinct_id)
+
+    def _attributes(self, person: _Person) -> PersonAttributes:
+        if person.attributes is None:
+            person.attributes = self.store.load_attributes(person.row.person_id)
+        return person.attributes
+
+    def _merge_persons(self, source: _Person, target: _Person) -> None:
+        """Row E: the target survives; keys on both sides keep the target's value (§4)."""
+        merged = self._attributes(source).merged_under(self._attributes(target))
+        target.attributes = merged
+        target.dirty_keys |= set(merged.items)
+        target.user_ids |= source.user_ids
+        target.row.created_at = min(target.row.created_at, source.row.created_at)
+        target.dirty = True
+        self.store.move_distinct_ids(source.row.person_id, target.row.person_id)
+        for distinct_id, owner in self._owner.items():
+            if owner == source.row.person_id:
+                self._owner[distinct_id] = target.row.person_id
+        self._drop(source)
+
+    def _drop(self, person: _Person) -> None:
+        if not person.new:
+            self.store.delete_person(person.row.person_id)
+        person.deleted = True
+        del self._persons[person.row.person_id]
+
+    def _apply_ops(self, person: _Person, event: Event, seq: int, result: CommandResult) -> None:
+        auto = first_touch_ops(event.properties, event.name)
+        if not event.ops and not auto:
+            return
+        context = OperationContext(event.timestamp, seq, event.uuid, event.distinct_id, bool(person.user_ids))
+        attributes = self._attributes(person)
+        policy = self.settings.attribute_policy
+        if auto and policy.enabled:
+            # First-touch attributes are ours, not the sender's: never a warning of their own.
+            changed, _ = apply_operations(attributes, auto, context, policy)
+            person.dirty_keys |= changed
+        if event.ops:
+            changed, warnings = apply_operations(attributes, event.ops, context, policy)
+            person.dirty_keys |= changed
+            result.warnings.extend(warnings)
+
+    def _store_event(self, event: Event) -> int:
+        seq = self.store.next_seq()
+        self._events.append(StoredEvent(seq, event))
+        self._seen_uuids.add(event.uuid)
+        return seq
+
+    # -- admin -----------------------------------------------------------------------------
+
+    def _split(self, command: Split, result: CommandResult) -> None:
+        """Give ids persons of their own, re-deriving each person's attributes from its ids' events."""
+        person = self._load(command.person_id)
+        owned = [d for d, _ in self.store.distinct_ids_of(person.row.person_id)]
+        chosen = list(owned if command.distinct_ids is None else command.distinct_ids)
+        strangers = [d for d in chosen if d not in owned]
+        if strangers:
+            raise InvalidRequest(f"Distinct ids {strangers!r} do not belong to person {command.person_id!r}")
+        if not chosen:
+            raise InvalidRequest("Choose at least one distinct id to split off")
+        groups = [[d] for d in chosen] + ([[d for d in owned if d not in chosen]] if len(chosen) < len(owned) else [])
+        groups = [g for g in groups if g]
+        if len(groups) < 2:
+            raise InvalidRequest(f"Person {command.person_id!r} has nothing to split: it would stay as it is")
+        user_ids = set(person.user_ids)
+        for group in groups:
+            keeps_person = any(person_id_for(self.project_id, d) == person.row.person_id for d in group)
+            person_id = person.row.person_id if keeps_person else person_id_for(self.project_id, group[0])
+            has_user_id = any(d in user_ids for d in group)
+            attributes, first_seen = self._rederive(group, has_user_id)
+            created_at = first_seen or person.row.created_at
+            if keeps_person:
+                person.row.created_at = created_at
+                person.row.is_identified = has_user_id
+                person.dirty = True
+                part = person
+            else:
+                part = _Person(PersonRow(person_id, created_at, has_user_id), set(), new=True)
+                self._persons[person_id] = part
+            part.user_ids = {d for d in group if d in user_ids}
+            part.attributes = attributes
+            part.dirty_keys = set()
+            self.store.replace_attributes(person_id, attributes)
+            for distinct_id in group:
+                self.store.map_distinct_id(distinct_id, person_id, distinct_id in user_ids, created_at)
+                self._owner[distinct_id] = person_id
+                self._log(
+                    LinkKind.SPLIT, command.actor, distinct_id, None, None, LinkOutcome.SPLIT, None, None,
+                    target_person_id=person_id, source_person_id=command.person_id,
+                )
+        self.store.audit(str(command.actor), "split", {"person_id": command.person_id, "groups": groups})
+
+    def _rederive(self, distinct_ids: list[str], has_user_id: bool) -> tuple[PersonAttributes, datetime | None]:
+        attributes = PersonAttributes()
+        first_seen: datetime | None = None
+        policy = self.settings.attribute_policy
+        for replay in self.store.replay_ops(distinct_ids):
+            first_seen = replay.timestamp if first_seen is None else min(first_seen, replay.timestamp)
+            context = OperationContext(replay.timestamp, replay.seq, replay.uuid, replay.distinct_id, has_user_id)
+            apply_operations(attributes, replay.ops, context, policy)
+        return attributes, first_seen
+
+    def _import(self, command: ImportPerson, result: CommandResult) -> None:
+        if not command.distinct_ids:
+            raise InvalidRequest("An imported person needs at least one distinct id")
+        taken = [d for d in command.distinct_ids if self._person_of(d) is not None]
+        if taken:
+            raise Conflict(f"Distinct ids {taken!r} already belong to a person")
+        strangers = [u for u in command.user_ids if u not in command.distinct_ids]
+        if strangers:
+            raise InvalidRequest(f"User ids {strangers!r} are not among the person's distinct ids")
+        first = command.distinct_ids[0]
+        identified = command.is_identified or bool(command.user_ids)
+        person = self._new_person(first, command.created_at, identified=identified, is_user_id=first in command.user_ids)
+        for distinct_id in command.distinct_ids[1:]:
+            self._map(distinct_id, person, command.created_at, is_user_id=distinct_id in command.user_ids)
+        result.person_id = person.row.person_id
+        # The properties travel as the ops of an `$import` event, so a later split re-derives them.
+        event = Event(
+            uuid=_import_uuid(self.project_id, first),
+            distinct_id=first,
+            name="$import",
+            timestamp=self.now(),
+            properties={},
+            ops=AttributeOps(set=command.properties) if command.properties else NO_OPS,
+        )
+        seq = self._store_event(event)
+        self._apply_ops(person, event, seq, result)
+        self._log(
+            LinkKind.IMPORT, command.actor, first, None, event, LinkOutcome.IMPORTED, None, None,
+            target_person_id=person.row.person_id,
+        )
+
+
+def _import_uuid(project_id: int, distinct_id: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"idstitch-import:{project_id}:{distinct_id}"))
+
+
+def _event_payload(event: Event) -> dict[str, Any]:
+    return {
+        "uuid": event.uuid,
+        "distinct_id": event.distinct_id,
+        "event": event.name,
+        "timestamp": event.timestamp.isoformat(),
+        "properties": event.properties,
+        "ops": event.ops.to_json(),
+    }

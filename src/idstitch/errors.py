@@ -1,0 +1,28 @@
+"""Exceptions, for misuse and bad configuration only (refusals and rejections are values).
+
+    IdstitchError
+     ├── InvalidSetting        a setting's name or value is wrong
+     ├── InvalidRequest        an API request is malformed (the server answers 400)
+     ├── NotFound              a person, project or key does not exist (404)
+     └── Conflict              the request contradicts stored state (409)
+"""
+
+
+class IdstitchError(Exception):
+    """Base of every error idstitch raises on purpose."""
+
+
+class InvalidSetting(IdstitchError):
+    """A setting has an unknown name or a value of the wrong kind."""
+
+
+class InvalidRequest(IdstitchError):
+    """An API request is malformed; the message names the field and the value."""
+
+
+class NotFound(IdstitchError):
+    """The named person, project or key does not exist."""
+
+
+class Conflict(IdstitchError):
+    """The request contradicts what is stored, such as importing an id that is already taken."""

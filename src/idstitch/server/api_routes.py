@@ -1,0 +1,271 @@
+"""The read/admin API: everything here needs a secret key (`Authorization: Bearer <key>`).
+
+Reads run on read-only connections in the thread pool; writes (merge, split, import, settings)
+go through the one writer, so they are ordered with ingestion.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from idstitch.clock import parse_time
+from idstitch.commands import Actor, ImportPerson, Merge, Split
+from idstitch.engine import Batch
+from idstitch.errors import Conflict, IdstitchError, InvalidRequest, InvalidSetting, NotFound
+from idstitch.ingest.pipeline import WriteContext
+from idstitch.server import schemas
+from idstitch.server.state import AppState
+from idstitch.store import reads
+from idstitch.store.projects import Project, SecretKey, save_settings
+
+T = TypeVar("T")
+
+_bearer = HTTPBearer(auto_error=False, description="A secret key of the project (`sk_...`).")
+
+
+def _state(request: Request) -> AppState:
+    return request.app.state.idstitch
+
+
+def secret_key(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> SecretKey:
+    """The caller's secret key; an ingest token or a revoked key gets 401."""
+    if credentials is None:
+        raise HTTPException(401, "Send a secret key as `Authorization: Bearer <key>`")
+    key = _state(request).key_for_secret(credentials.credentials)
+    if key is None:
+        raise HTTPException(401, "Not a valid secret key (ingest tokens cannot read)")
+    return key
+
+
+Key = Annotated[SecretKey, Depends(secret_key)]
+router = APIRouter(prefix="/api", tags=["api"])
+
+
+async def _read(request: Request, fn: Callable[[sqlite3.Connection], T]) -> T:
+    state = _state(request)
+    return await run_in_threadpool(lambda: fn(state.reader()))
+
+
+def _actor(key: SecretKey) -> Actor:
+    return Actor("admin", key.id)
+
+
+def _batch(context: WriteContext, project: Project) -> Batch:
+    return Batch(context.persons(project.id), project.id, project.settings, context.now)
+
+
+async def _admin(request: Request, key: SecretKey, command: Merge | Split) -> None:
+    state = _state(request)
+    project = state.project(key.project_id)
+
+    def run(context: WriteContext) -> None:
+        batch = _batch(context, project)
+        batch.apply(command)
+        batch.flush()
+
+    await _write(state, run)
+
+
+async def _write(state: AppState, fn: Callable[[WriteContext], T]) -> T:
+    try:
+        return await state.writer.write(fn)
+    except IdstitchError as error:
+        raise _http_error(error) from None
+
+
+def _http_error(error: IdstitchError) -> HTTPException:
+    status = {NotFound: 404, Conflict: 409, InvalidRequest: 400, InvalidSetting: 400}.get(type(error), 400)
+    return HTTPException(status, str(error))
+
+
+@router.get("/persons", response_model=schemas.Person | schemas.PersonPage)
+async def persons(
+    request: Request,
+    key: Key,
+    distinct_id: Annotated[str | None, Query(description="Return the one person owning this id.")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: str | None = None,
+) -> Any:
+    """The person owning `distinct_id` (404 if none), or without it a page of persons, newest first."""
+    if distinct_id is not None:
+        def lookup(conn: sqlite3.Connection) -> dict[str, Any] | None:
+            person_id = reads.person_id_for_distinct_id(conn, key.project_id, distinct_id)
+            return reads.person(conn, key.project_id, person_id) if person_id else None
+
+        found = await _read(request, lookup)
+        if found is None:
+            raise HTTPException(404, f"No person owns distinct id {distinct_id!r}")
+        return found
+    try:
+        page = await _read(request, lambda conn: reads.persons_page(conn, key.project_id, limit, cursor))
+    except IdstitchError as error:
+        raise _http_error(error) from None
+    return {"results": page.results, "next": page.next_cursor}
+
+
+async def _person_or_404(request: Request, key: SecretKey, person_id: str) -> dict[str, Any]:
+    found = await _read(request, lambda conn: reads.person(conn, key.project_id, person_id))
+    if found is None:
+        raise HTTPException(404, f"No person with id {person_id!r}")
+    return found
+
+
+@router.get("/persons/{person_id}", response_model=schemas.Person)
+async def person(request: Request, key: Key, person_id: str) -> Any:
+    """One person with all its distinct ids and properties."""
+    return await _person_or_404(request, key, person_id)
+
+
+@router.get("/persons/{person_id}/attributes", response_model=list[schemas.Attribute])
+async def person_attributes(request: Request, key: Key, person_id: str) -> Any:
+    """Each attribute with its type, the time it was set and the event that set it."""
+    await _person_or_404(request, key, person_id)
+    return await _read(request, lambda conn: reads.attributes(conn, person_id))
+
+
+@router.get("/persons/{person_id}/links", response_model=list[schemas.Link])
+async def person_links(request: Request, key: Key, person_id: str) -> Any:
+    """The identity log entries about this person's ids, refusals included, oldest first."""
+    await _person_or_404(request, key, person_id)
+    return await _read(request, lambda conn: reads.links(conn, key.project_id, person_id))
+
+
+@router.get("/persons/{person_id}/events", response_model=schemas.EventPage)
+async def person_events(
+    request: Request,
+    key: Key,
+    person_id: str,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: str | None = None,
+) -> Any:
+    """The person's events from all its devices and ids, newest first."""
+    await _person_or_404(request, key, person_id)
+    try:
+        page = await _read(request, lambda conn: reads.events_page(conn, key.project_id, person_id, limit, cursor))
+    except IdstitchError as error:
+        raise _http_error(error) from None
+    return {"results": page.results, "next": page.next_cursor}
+
+
+@router.post("/persons/merge", response_model=schemas.Person)
+async def merge(request: Request, key: Key, body: schemas.MergeRequest) -> Any:
+    """Merge the source id's person into the target id's person, identified or not (PostHog's
+    `$merge_dangerously`). Logged with the key that asked."""
+    await _admin(request, key, Merge(body.target_distinct_id, body.source_distinct_id, _actor(key)))
+    person_id = await _read(request, lambda c: reads.person_id_for_distinct_id(c, key.project_id, body.target_distinct_id))
+    return await _person_or_404(request, key, person_id or "")
+
+
+@router.post("/persons/{person_id}/split", response_model=list[schemas.Person])
+async def split(request: Request, key: Key, person_id: str, body: schemas.SplitRequest) -> Any:
+    """Give the chosen ids (all when omitted) persons of their own; their attributes are re-derived
+    from each id's own events."""
+    before = await _person_or_404(request, key, person_id)
+    ids = tuple(body.distinct_ids) if body.distinct_ids is not None else None
+    await _admin(request, key, Split(person_id, ids, _actor(key)))
+
+    def after(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+        owners = {reads.person_id_for_distinct_id(conn, key.project_id, d) for d in before["distinct_ids"]}
+        return [p for o in sorted(o for o in owners if o) if (p := reads.person(conn, key.project_id, o))]
+
+    return await _read(request, after)
+
+
+@router.post("/persons/import", response_model=schemas.ImportResponse)
+async def import_persons(request: Request, key: Key, body: schemas.ImportRequest) -> Any:
+    """Create persons brought from another tool; each is imported or refused on its own."""
+    state = _state(request)
+    project = state.project(key.project_id)
+    now = state.now()
+    commands: list[ImportPerson | str] = []
+    for item in body.persons:
+        created_at = parse_time(item.created_at) if item.created_at else now
+        if created_at is None:
+            commands.append(f"created_at {item.created_at!r} is not an ISO-8601 time")
+            continue
+        commands.append(
+            ImportPerson(tuple(item.distinct_ids), tuple(item.user_ids), item.properties, item.is_identified, created_at, _actor(key))
+        )
+    return await _write(state, lambda context: import_into(context, project, commands))
+
+
+def import_into(context: WriteContext, project: Project, commands: list[ImportPerson | str]) -> dict[str, Any]:
+    """Import each person in a savepoint of its own, so one conflict refuses only that person."""
+    results: list[dict[str, Any]] = []
+    for index, command in enumerate(commands):
+        if isinstance(command, str):
+            results.append({"index": index, "error": command})
+            continue
+        context.conn.execute("SAVEPOINT person")
+        try:
+            batch = _batch(context, project)
+            outcome = batch.apply(command)
+            batch.flush()
+        except IdstitchError as error:
+            context.conn.execute("ROLLBACK TO person")
+            results.append({"index": index, "error": str(error)})
+        else:
+            results.append({"index": index, "person_id": outcome.person_id})
+        context.conn.execute("RELEASE person")
+    return {"imported": sum(1 for r in results if r.get("person_id")), "results": results}
+
+
+@router.get("/warnings", response_model=schemas.WarningPage)
+async def warnings(
+    request: Request,
+    key: Key,
+    type: Annotated[str | None, Query(description="Only warnings of this type.")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: str | None = None,
+) -> Any:
+    """Ingestion warnings, newest first: every refusal and alteration idstitch made."""
+    try:
+        page = await _read(request, lambda conn: reads.warnings_page(conn, key.project_id, limit, cursor, type))
+    except IdstitchError as error:
+        raise _http_error(error) from None
+    return {"results": page.results, "next": page.next_cursor}
+
+
+@router.get("/dead-letters", response_model=schemas.DeadLetterPage)
+async def dead_letters(
+    request: Request, key: Key, limit: Annotated[int, Query(ge=1, le=1000)] = 100, cursor: str | None = None
+) -> Any:
+    """Events that were rejected, kept as they were received, newest first."""
+    try:
+        page = await _read(request, lambda conn: reads.dead_letters_page(conn, key.project_id, limit, cursor))
+    except IdstitchError as error:
+        raise _http_error(error) from None
+    return {"results": page.results, "next": page.next_cursor}
+
+
+@router.get("/project/settings", response_model=schemas.ProjectSettingsModel)
+async def get_settings(request: Request, key: Key) -> Any:
+    """The project's identity and attribute settings."""
+    return _state(request).project(key.project_id).settings.to_json()
+
+
+@router.patch("/project/settings", response_model=schemas.ProjectSettingsModel)
+async def patch_settings(request: Request, key: Key, changes: dict[str, Any]) -> Any:
+    """Change some settings; unknown names and bad values get a 400 naming them."""
+    state = _state(request)
+    project = state.project(key.project_id)
+    try:
+        updated = project.settings.updated(changes)
+    except IdstitchError as error:
+        raise _http_error(error) from None
+
+    def store(context: WriteContext) -> None:
+        save_settings(context.conn, project.id, updated)
+        context.persons(project.id).audit(str(_actor(key)), "settings", {"changes": changes})
+
+    await _write(state, store)
+    state.forget_project(project)
+    return updated.to_json()

@@ -1,0 +1,56 @@
+"""The ASGI app: ingest routes, the read/admin API and its OpenAPI document at `/openapi.json`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+
+import idstitch
+from idstitch.clock import Now, utc_now
+from idstitch.ingest.pipeline import Writer
+from idstitch.server import api_routes, ingest_routes
+from idstitch.server.state import AppState, ServerConfig
+from idstitch.store.projects import DefaultProject, ensure_default_project
+from idstitch.store.sqlite import open_database
+
+
+def prepare(config: ServerConfig, now: Now = utc_now) -> DefaultProject:
+    """Create the data directory, the database and the default project if they are missing."""
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    conn = open_database(config.database)
+    try:
+        return ensure_default_project(
+            conn, now(), ingest_token=config.ingest_token, secret_key=config.secret_key
+        )
+    finally:
+        conn.close()
+
+
+def create_app(config: ServerConfig, now: Now = utc_now) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        prepare(config, now)
+        writer = Writer(config.database, now)
+        app.state.idstitch = AppState(config, writer, now)
+        try:
+            yield
+        finally:
+            writer.close()
+
+    app = FastAPI(
+        title="idstitch",
+        version=idstitch.__version__,
+        description="Identity resolution and user attributes for product analytics.",
+        lifespan=lifespan,
+    )
+    app.include_router(ingest_routes.router)
+    app.include_router(api_routes.router)
+
+    @app.get("/_health", include_in_schema=False)
+    async def health() -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    return app

@@ -1,0 +1,138 @@
+"""The read/admin API's request and response shapes, for validation and the OpenAPI document."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Person(BaseModel):
+    id: str = Field(description="Person id: UUIDv5 of `<project>:<first distinct id>`.")
+    distinct_ids: list[str]
+    user_ids: list[str] = Field(description="The distinct ids named as this person's identity by identify.")
+    properties: dict[str, Any]
+    is_identified: bool
+    created_at: str
+    display_name: str
+    avatar_url: str | None
+
+
+class PersonPage(BaseModel):
+    results: list[Person]
+    next: str | None = Field(description="Cursor for the next page, or null on the last page.")
+
+
+class Attribute(BaseModel):
+    key: str
+    value: Any
+    type: Literal["string", "number", "boolean", "datetime", "list", "object", "null"]
+    operation: Literal["set", "set_once"]
+    set_at: str = Field(description="Event time of the operation that decided the value.")
+    event_uuid: str | None
+
+
+class Link(BaseModel):
+    id: int
+    kind: str
+    actor: str
+    target_distinct_id: str | None
+    source_distinct_id: str | None
+    target_person_id: str | None
+    source_person_id: str | None
+    event_uuid: str | None
+    decision_row: str | None
+    outcome: str = Field(description="created, attached, merged, already_linked, refused:<reason>, split, imported")
+    created_at: str
+
+
+class StoredEvent(BaseModel):
+    uuid: str
+    distinct_id: str
+    event: str
+    timestamp: str
+    session_id: str | None
+    properties: dict[str, Any]
+    operations: dict[str, Any]
+
+
+class EventPage(BaseModel):
+    results: list[StoredEvent]
+    next: str | None
+
+
+class IngestionWarning(BaseModel):
+    id: int
+    type: str
+    event_uuid: str | None
+    distinct_ids: list[str]
+    details: dict[str, Any]
+    created_at: str
+
+
+class WarningPage(BaseModel):
+    results: list[IngestionWarning]
+    next: str | None
+
+
+class DeadLetter(BaseModel):
+    id: int
+    reason: str
+    payload: Any
+    received_at: str
+
+
+class DeadLetterPage(BaseModel):
+    results: list[DeadLetter]
+    next: str | None
+
+
+class ProjectSettingsModel(BaseModel):
+    person_profiles: Literal["always", "identified_only"]
+    attributes_enabled: bool
+    pii_guard: bool
+    max_user_ids: int | None
+    allow_merge_over_ingest: bool
+    illegal_ids: list[str]
+    illegal_id_patterns: list[str]
+    property_types: dict[str, str]
+    max_keys_per_person: int
+    max_key_length: int
+    max_string_length: int
+    max_properties_bytes: int
+
+
+class MergeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    target_distinct_id: str = Field(description="The person that survives owns this id.")
+    source_distinct_id: str = Field(description="This id's person is merged into the target's.")
+
+
+class SplitRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    distinct_ids: list[str] | None = Field(None, description="Ids to give persons of their own; all when omitted.")
+
+
+class ImportedPerson(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    distinct_ids: list[str] = Field(min_length=1)
+    user_ids: list[str] = []
+    properties: dict[str, Any] = {}
+    is_identified: bool = False
+    created_at: str | None = None
+
+
+class ImportRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    persons: list[ImportedPerson] = Field(max_length=10_000)
+
+
+class ImportResult(BaseModel):
+    index: int
+    person_id: str | None = None
+    error: str | None = None
+
+
+class ImportResponse(BaseModel):
+    imported: int
+    results: list[ImportResult]

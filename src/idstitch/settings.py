@@ -1,0 +1,155 @@
+"""Settings: one table per level, each row (name, default, help), driving validation and docs.
+
+`PROJECT_SETTINGS` are per project and changed over the API; `SERVER_SETTINGS` are per process
+and come from the command line or the environment (Datasette's `SETTINGS`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from idstitch.attributes import AttributePolicy, AttributeType
+from idstitch.errors import InvalidSetting
+from idstitch.ids import IllegalIds
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    name: str
+    default: Any
+    help: str
+    env: str | None = None
+
+
+PROJECT_SETTINGS: tuple[Setting, ...] = (
+    Setting("person_profiles", "always", "`always`: every event has a person; `identified_only`: anonymous events create no person until an identify."),
+    Setting("attributes_enabled", True, "Accept attribute operations at all; when false each is refused with `attributes_disabled` (events still count)."),
+    Setting("pii_guard", True, "Emails only under the key `email`, and only for visitors with a user id."),
+    Setting("max_user_ids", 1, "User ids one person may hold; null for unlimited."),
+    Setting("allow_merge_over_ingest", False, "Accept `$merge_dangerously` with the public ingest token."),
+    Setting("illegal_ids", [], "Extra distinct ids that must never be linked (exact values)."),
+    Setting("illegal_id_patterns", [], "Extra illegal distinct ids as regular expressions (full match)."),
+    Setting("property_types", {}, "Declared attribute types, e.g. {\"plan\": \"string\"}; a mismatching value is dropped."),
+    Setting("max_keys_per_person", 1000, "Attribute keys one person may hold."),
+    Setting("max_key_length", 200, "Characters in an attribute key."),
+    Setting("max_string_length", 65535, "Characters in a string attribute value."),
+    Setting("max_properties_bytes", 512 * 1024, "Bytes of attributes per person (JSON)."),
+)
+
+SERVER_SETTINGS: tuple[Setting, ...] = (
+    Setting("host", "127.0.0.1", "Address to listen on.", "IDSTITCH_HOST"),
+    Setting("port", 8000, "Port to listen on.", "IDSTITCH_PORT"),
+    Setting("data_dir", "idstitch-data", "Directory holding the SQLite database.", "IDSTITCH_DATA_DIR"),
+    Setting("ingest_token", None, "Ingest token of the default project (created at first start if unset).", "IDSTITCH_INGEST_TOKEN"),
+    Setting("secret_key", None, "A secret key to accept for the default project (for tests and automation).", "IDSTITCH_SECRET_KEY"),
+    Setting("max_body_bytes", 20 * 1024 * 1024, "Largest request body accepted, after decompression.", "IDSTITCH_MAX_BODY_BYTES"),
+    Setting("max_batch_events", 10_000, "Most events in one request.", "IDSTITCH_MAX_BATCH_EVENTS"),
+)
+
+_CHOICES = {"person_profiles": ("always", "identified_only")}
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectSettings:
+    person_profiles: str = "always"
+    attributes_enabled: bool = True
+    pii_guard: bool = True
+    max_user_ids: int | None = 1
+    allow_merge_over_ingest: bool = False
+    illegal_ids: tuple[str, ...] = ()
+    illegal_id_patterns: tuple[str, ...] = ()
+    property_types: Mapping[str, str] = field(default_factory=dict)
+    max_keys_per_person: int = 1000
+    max_key_length: int = 200
+    max_string_length: int = 65535
+    max_properties_bytes: int = 512 * 1024
+    illegal: IllegalIds = field(default=IllegalIds(), compare=False, repr=False)
+    attribute_policy: AttributePolicy = field(default=AttributePolicy(), compare=False, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {s.name: _jsonable(getattr(self, s.name)) for s in PROJECT_SETTINGS}
+
+    def updated(self, changes: Mapping[str, Any]) -> ProjectSettings:
+        """A copy with `changes` applied; raises InvalidSetting naming the bad key and value."""
+        merged = self.to_json()
+        for name, value in changes.items():
+            if name not in merged:
+                raise InvalidSetting(f"Unknown setting {name!r}; known settings: {', '.join(merged)}")
+            merged[name] = value
+        return project_settings_from_json(merged)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, Mapping):
+        return dict(value)
+    return value
+
+
+def project_settings_from_json(data: Mapping[str, Any]) -> ProjectSettings:
+    values: dict[str, Any] = {}
+    for setting in PROJECT_SETTINGS:
+        value = data.get(setting.name, setting.default)
+        values[setting.name] = _check(setting, value)
+    policy = AttributePolicy(
+        enabled=values["attributes_enabled"],
+        pii_guard=values["pii_guard"],
+        max_keys=values["max_keys_per_person"],
+        max_key_length=values["max_key_length"],
+        max_string_length=values["max_string_length"],
+        max_total_bytes=values["max_properties_bytes"],
+        declared_types={k: AttributeType(v) for k, v in values["property_types"].items()},
+    )
+    illegal = IllegalIds.from_settings(list(values["illegal_ids"]), list(values["illegal_id_patterns"]))
+    return ProjectSettings(**values, illegal=illegal, attribute_policy=policy)
+
+
+def _check(setting: Setting, value: Any) -> Any:
+    name = setting.name
+    default = setting.default
+
+    def bad(expected: str) -> InvalidSetting:
+        return InvalidSetting(f"Setting {name!r} has value {value!r}. Expected {expected}.")
+
+    if name in _CHOICES:
+        if value not in _CHOICES[name]:
+            raise bad("one of " + ", ".join(_CHOICES[name]))
+        return value
+    if name == "max_user_ids":
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise bad("a whole number of at least 1, or null for unlimited")
+        return value
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise bad("true or false")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise bad("a whole number of at least 1")
+        return value
+    if isinstance(default, list):
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise bad("a list of strings")
+        if name == "illegal_id_patterns":
+            for pattern in value:
+                try:
+                    re.compile(pattern)
+                except re.error as error:
+                    raise InvalidSetting(f"Setting {name!r}: {pattern!r} is not a regular expression ({error})") from None
+        return tuple(value)
+    if isinstance(default, dict):
+        types = {t.value for t in AttributeType if t is not AttributeType.NULL}
+        if not isinstance(value, Mapping) or not all(isinstance(v, str) and v in types for v in value.values()):
+            raise bad("an object mapping attribute keys to one of " + ", ".join(sorted(types)))
+        return dict(value)
+    raise AssertionError(f"setting {name} has no check")
+
+
+DEFAULT_PROJECT_SETTINGS = project_settings_from_json({})
+assert {f.name for f in fields(ProjectSettings)} >= {s.name for s in PROJECT_SETTINGS}

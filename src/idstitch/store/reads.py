@@ -1,0 +1,265 @@
+"""Read queries over the store, one function per question, each `fn(conn, project_id, ...)`.
+
+Lists are paged by keyset cursors (the last row's sort key), never by offset, so page 1,000 of
+100k persons costs what page 1 does.
+"""
+
+from __future__ import annotations
+
+import base64
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from idstitch.attributes import AttributeType, OpKind
+from idstitch.display import avatar_url, display_name
+from idstitch.errors import InvalidRequest
+
+_decode = msgspec.json.Decoder().decode
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    results: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+def encode_cursor(*parts: Any) -> str:
+    return base64.urlsafe_b64encode(msgspec.json.encode(list(parts))).decode()
+
+
+def decode_cursor(cursor: str, arity: int) -> list[Any]:
+    try:
+        parts = msgspec.json.decode(base64.urlsafe_b64decode(cursor.encode()))
+    except (ValueError, msgspec.DecodeError):
+        raise InvalidRequest(f"cursor {cursor!r} is not one this API gave out") from None
+    if not isinstance(parts, list) or len(parts) != arity:
+        raise InvalidRequest(f"cursor {cursor!r} is not one this API gave out")
+    return parts
+
+
+def person_id_for_distinct_id(conn: sqlite3.Connection, project_id: int, distinct_id: str) -> str | None:
+    row = conn.execute(
+        "SELECT person_id FROM distinct_ids WHERE project_id = ? AND distinct_id = ?", (project_id, distinct_id)
+    ).fetchone()
+    return row[0] if row else None
+
+
+def person(conn: sqlite3.Connection, project_id: int, person_id: str) -> dict[str, Any] | None:
+    """A person with its ids, properties and display fields, or None."""
+    row = conn.execute(
+        "SELECT id, created_at, is_identified FROM persons WHERE id = ? AND project_id = ?", (person_id, project_id)
+    ).fetchone()
+    if row is None:
+        return None
+    return _persons_from_rows(conn, [row])[0]
+
+
+def _persons_from_rows(conn: sqlite3.Connection, rows: list[sqlite3.Row]) -> list[dict[str, Any]]:
+    if not rows:
+        return []
+    ids = [r[0] for r in rows]
+    marks = ",".join("?" * len(ids))
+    distinct: dict[str, list[tuple[str, bool]]] = {i: [] for i in ids}
+    for person_id, distinct_id, is_user_id in conn.execute(
+        f"SELECT person_id, distinct_id, is_user_id FROM distinct_ids WHERE person_id IN ({marks})"
+        " ORDER BY created_at, distinct_id",
+        ids,
+    ):
+        distinct[person_id].append((distinct_id, bool(is_user_id)))
+    properties: dict[str, dict[str, Any]] = {i: {} for i in ids}
+    for person_id, key, value in conn.execute(
+        f"SELECT person_id, key, value FROM person_attributes WHERE person_id IN ({marks}) AND kind != ?",
+        (*ids, OpKind.UNSET.value),
+    ):
+        properties[person_id][key] = _decode(value) if value is not None else None
+    out = []
+    for person_id, created_at, is_identified in rows:
+        props = properties[person_id]
+        user_ids = [d for d, is_user_id in distinct[person_id] if is_user_id]
+        out.append(
+            {
+                "id": person_id,
+                "distinct_ids": [d for d, _ in distinct[person_id]],
+                "user_ids": user_ids,
+                "properties": props,
+                "is_identified": bool(is_identified),
+                "created_at": created_at,
+                "display_name": display_name(person_id, props, user_ids),
+                "avatar_url": avatar_url(props),
+            }
+        )
+    return out
+
+
+def persons_page(conn: sqlite3.Connection, project_id: int, limit: int, cursor: str | None) -> Page:
+    """Persons, newest first."""
+    sql = "SELECT id, created_at, is_identified FROM persons WHERE project_id = ?"
+    params: list[Any] = [project_id]
+    if cursor:
+        created_at, person_id = decode_cursor(cursor, 2)
+        sql += " AND (created_at, id) < (?, ?)"
+        params += [created_at, person_id]
+    sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
+    rows = conn.execute(sql, (*params, limit + 1)).fetchall()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = encode_cursor(rows[-1][1], rows[-1][0]) if more else None
+    return Page(_persons_from_rows(conn, rows), next_cursor)
+
+
+def attributes(conn: sqlite3.Connection, person_id: str) -> list[dict[str, Any]]:
+    """Each present attribute with its type, when it was set, by which operation and event."""
+    rows = conn.execute(
+        "SELECT key, value, type, kind, time, event_uuid FROM person_attributes"
+        " WHERE person_id = ? AND kind != ? ORDER BY key",
+        (person_id, OpKind.UNSET.value),
+    )
+    return [
+        {
+            "key": key,
+            "value": _decode(value) if value is not None else None,
+            "type": AttributeType(kind_type).value,
+            "operation": kind,
+            "set_at": time,
+            "event_uuid": event_uuid,
+        }
+        for key, value, kind_type, kind, time, event_uuid in rows
+    ]
+
+
+def links(conn: sqlite3.Connection, project_id: int, person_id: str) -> list[dict[str, Any]]:
+    """Every link-log entry that names one of the person's ids or the person itself, oldest first."""
+    ids = [r[0] for r in conn.execute("SELECT distinct_id FROM distinct_ids WHERE person_id = ?", (person_id,))]
+    marks = ",".join("?" * len(ids)) or "NULL"
+    rows = conn.execute(
+        "SELECT * FROM links WHERE project_id = ? AND ("
+        f" target_distinct_id IN ({marks}) OR source_distinct_id IN ({marks})"
+        " OR target_person_id = ? OR source_person_id = ?) ORDER BY id",
+        (project_id, *ids, *ids, person_id, person_id),
+    )
+    return [_link(row) for row in rows]
+
+
+def _link(row: sqlite3.Row) -> dict[str, Any]:
+    outcome = row["outcome"] if row["reason"] is None else f"{row['outcome']}:{row['reason']}"
+    return {
+        "id": row["id"],
+        "kind": row["kind"],
+        "actor": row["actor"],
+        "target_distinct_id": row["target_distinct_id"],
+        "source_distinct_id": row["source_distinct_id"],
+        "target_person_id": row["target_person_id"],
+        "source_person_id": row["source_person_id"],
+        "event_uuid": row["event_uuid"],
+        "decision_row": row["decision_row"],
+        "outcome": outcome,
+        "created_at": row["created_at"],
+    }
+
+
+def events_page(conn: sqlite3.Connection, project_id: int, person_id: str, limit: int, cursor: str | None) -> Page:
+    """The person's events across all its ids, newest first."""
+    ids = [r[0] for r in conn.execute("SELECT distinct_id FROM distinct_ids WHERE person_id = ?", (person_id,))]
+    if not ids:
+        return Page([], None)
+    marks = ",".join("?" * len(ids))
+    sql = (
+        "SELECT seq, uuid, distinct_id, event, timestamp, session_id, properties, ops FROM events"
+        f" WHERE project_id = ? AND distinct_id IN ({marks})"
+    )
+    params: list[Any] = [project_id, *ids]
+    if cursor:
+        timestamp, seq = decode_cursor(cursor, 2)
+        sql += " AND (timestamp, seq) < (?, ?)"
+        params += [timestamp, seq]
+    sql += " ORDER BY timestamp DESC, seq DESC LIMIT ?"
+    rows = conn.execute(sql, (*params, limit + 1)).fetchall()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    results = [
+        {
+            "uuid": r["uuid"],
+            "distinct_id": r["distinct_id"],
+            "event": r["event"],
+            "timestamp": r["timestamp"],
+            "session_id": r["session_id"],
+            "properties": _decode(r["properties"]),
+            "operations": _decode(r["ops"]) if r["ops"] else {},
+        }
+        for r in rows
+    ]
+    return Page(results, encode_cursor(rows[-1]["timestamp"], rows[-1]["seq"]) if more else None)
+
+
+def warnings_page(
+    conn: sqlite3.Connection, project_id: int, limit: int, cursor: str | None, warning_type: str | None
+) -> Page:
+    """Recorded warnings, newest first, optionally of one type."""
+    sql = "SELECT * FROM warnings WHERE project_id = ?"
+    params: list[Any] = [project_id]
+    if warning_type:
+        sql += " AND type = ?"
+        params.append(warning_type)
+    if cursor:
+        (last_id,) = decode_cursor(cursor, 1)
+        sql += " AND id < ?"
+        params.append(last_id)
+    rows = conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*params, limit + 1)).fetchall()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    results = [
+        {
+            "id": r["id"],
+            "type": r["type"],
+            "event_uuid": r["event_uuid"],
+            "distinct_ids": _decode(r["distinct_ids"]),
+            "details": _decode(r["details"]),
+            "created_at": r["created_at"],
+        }
+        for r in rows
+    ]
+    return Page(results, encode_cursor(rows[-1]["id"]) if more else None)
+
+
+def dead_letters_page(conn: sqlite3.Connection, project_id: int, limit: int, cursor: str | None) -> Page:
+    """Rejected events as they were received, newest first."""
+    sql = "SELECT * FROM dead_letters WHERE project_id = ?"
+    params: list[Any] = [project_id]
+    if cursor:
+        (last_id,) = decode_cursor(cursor, 1)
+        sql += " AND id < ?"
+        params.append(last_id)
+    rows = conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*params, limit + 1)).fetchall()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    results = [
+        {"id": r["id"], "reason": r["reason"], "payload": _decode(r["payload"]), "received_at": r["received_at"]}
+        for r in rows
+    ]
+    return Page(results, encode_cursor(rows[-1]["id"]) if more else None)
+
+
+def export_persons(conn: sqlite3.Connection, project_id: int, batch: int = 500) -> Iterator[dict[str, Any]]:
+    """Every person of the project, oldest first, in the import format (for JSON lines export)."""
+    last: tuple[str, str] = ("", "")
+    while True:
+        rows = conn.execute(
+            "SELECT id, created_at, is_identified FROM persons WHERE project_id = ? AND (created_at, id) > (?, ?)"
+            " ORDER BY created_at, id LIMIT ?",
+            (project_id, *last, batch),
+        ).fetchall()
+        if not rows:
+            return
+        for found in _persons_from_rows(conn, rows):
+            yield {
+                "distinct_ids": found["distinct_ids"],
+                "user_ids": found["user_ids"],
+                "properties": found["properties"],
+                "is_identified": found["is_identified"],
+                "created_at": found["created_at"],
+            }
+        last = (rows[-1][1], rows[-1][0])
