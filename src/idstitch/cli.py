@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -15,13 +16,15 @@ from typing import Any, TextIO
 import click
 import msgspec
 
+from idstitch import __version__
 from idstitch.commands import Actor, ImportPerson
 from idstitch.clock import parse_time, utc_now
 from idstitch.errors import IdstitchError
-from idstitch.ingest.pipeline import Writer
+from idstitch.ingest.pipeline import Writer, apply_imports
 from idstitch.settings import SERVER_SETTINGS, Setting
 from idstitch.server.state import ServerConfig
 from idstitch.store import reads
+from idstitch.store.projects import Project, add_secret_key, project_by_id
 from idstitch.store.sqlite import DATABASE_FILE, open_database
 
 _SETTINGS = {s.name: s for s in SERVER_SETTINGS}
@@ -72,7 +75,7 @@ def serve(**values: Any) -> None:
     except IdstitchError as error:
         raise click.ClickException(str(error)) from None
     url = f"http://{config.host}:{config.port}"
-    click.echo(f"idstitch {_version()} serving {config.database}")
+    click.echo(f"idstitch {__version__} serving {config.database}")
     click.echo(f"  URL:          {url}")
     click.echo(f"  API docs:     {url}/docs  (OpenAPI: {url}/openapi.json)")
     click.echo(f"  ingest token: {default.project.ingest_token}")
@@ -93,14 +96,10 @@ def create_key(data_dir: str, label: str) -> None:
 
     Example: idstitch create-key --label ci
     """
-    from idstitch.store.projects import add_secret_key
-
-    conn = _database(data_dir)
-    project_id = conn.execute("SELECT min(id) FROM projects").fetchone()[0]
-    if project_id is None:
-        raise click.ClickException("No project yet: run `idstitch serve` once first")
+    conn = open_database(_database_path(data_dir))
+    project = _default_project(conn)
     with conn:
-        click.echo(add_secret_key(conn, project_id, label, utc_now()))
+        click.echo(add_secret_key(conn, project.id, label, utc_now()))
 
 
 @cli.command("import")
@@ -111,21 +110,12 @@ def import_(source: TextIO, data_dir: str) -> None:
 
     Example: idstitch import persons.jsonl
     """
-    _database(data_dir).close()
-    from idstitch.server.api_routes import import_into
-    from idstitch.store.projects import project_by_id
-
-    writer = Writer(Path(data_dir) / DATABASE_FILE)
+    path = _database_path(data_dir)
+    project = _default_project(open_database(path, read_only=True))
+    commands = [_import_command(line, number) for number, line in enumerate(source, start=1) if line.strip()]
+    writer = Writer(path)
     try:
-        conn = open_database(Path(data_dir) / DATABASE_FILE, read_only=True)
-        project = project_by_id(conn, conn.execute("SELECT min(id) FROM projects").fetchone()[0] or 0)
-        if project is None:
-            raise click.ClickException("No project yet: run `idstitch serve` once first")
-        commands: list[ImportPerson | str] = []
-        for number, line in enumerate(source, start=1):
-            if line.strip():
-                commands.append(_import_command(line, number))
-        outcome = writer.write_now(lambda context: import_into(context, project, commands))
+        outcome = writer.write_now(lambda context: apply_imports(context, project.id, project.settings, commands))
     finally:
         writer.close()
     for result in outcome["results"]:
@@ -167,26 +157,26 @@ def export(data_dir: str, output: TextIO) -> None:
 
     Example: idstitch export -o persons.jsonl
     """
-    conn = _database(data_dir, read_only=True)
-    project_id = conn.execute("SELECT min(id) FROM projects").fetchone()[0]
+    conn = open_database(_database_path(data_dir), read_only=True)
     count = 0
-    for person in reads.export_persons(conn, project_id or 0):
+    for person in reads.export_persons(conn, _default_project(conn).id):
         output.write(msgspec.json.encode(person).decode() + "\n")
         count += 1
     click.echo(f"exported {count} persons", err=True)
 
 
-def _database(data_dir: str, read_only: bool = False) -> Any:
+def _database_path(data_dir: str) -> Path:
     path = Path(data_dir) / DATABASE_FILE
     if not path.exists():
         raise click.ClickException(f"No idstitch database at {path}: run `idstitch serve --data-dir {data_dir}` first")
-    return open_database(path, read_only=read_only)
+    return path
 
 
-def _version() -> str:
-    from idstitch import __version__
-
-    return __version__
+def _default_project(conn: sqlite3.Connection) -> Project:
+    project = project_by_id(conn, conn.execute("SELECT coalesce(min(id), 0) FROM projects").fetchone()[0])
+    if project is None:
+        raise click.ClickException("No project yet: run `idstitch serve` once first")
+    return project
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ def decode_single(payload: Any, message_type: str, received_at: datetime, token:
 
 def _decode(envelope: dict[str, Any], messages: list[Any], received_at: datetime, token: str | None) -> DecodedRequest:
     body_token = envelope.get("token")
-    decoded = DecodedRequest(token=token or (body_token if isinstance(body_token, str) else None))
+    decoded = DecodedRequest(token=body_token if isinstance(body_token, str) else token)
     sent_at = parse_time(envelope.get("sent_at"))
     for index, raw in enumerate(messages):
         decoded.add(index, message_command(raw, sent_at, received_at), raw)

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from idstitch.clock import Now, utc_now
-from idstitch.commands import Command
+from idstitch.commands import Command, ImportPerson
+from idstitch.errors import IdstitchError
 from idstitch.engine import Batch, CommandResult
 from idstitch.ingest.messages import RejectedEvent
 from idstitch.settings import ProjectSettings
@@ -167,3 +168,29 @@ def ingest_function(
         return results
 
     return apply
+
+
+def apply_imports(
+    context: WriteContext, project_id: int, settings: ProjectSettings, commands: list[ImportPerson | str]
+) -> dict[str, Any]:
+    """Import each person in a savepoint of its own, so one conflict refuses only that person.
+
+    A `str` in `commands` is an item the caller already found invalid; it is reported as is.
+    """
+    results: list[dict[str, Any]] = []
+    for index, command in enumerate(commands):
+        if isinstance(command, str):
+            results.append({"index": index, "error": command})
+            continue
+        context.conn.execute("SAVEPOINT person")
+        try:
+            batch = Batch(context.persons(project_id), project_id, settings, context.now)
+            outcome = batch.apply(command)
+            batch.flush()
+        except IdstitchError as error:
+            context.conn.execute("ROLLBACK TO person")
+            results.append({"index": index, "error": str(error)})
+        else:
+            results.append({"index": index, "person_id": outcome.person_id})
+        context.conn.execute("RELEASE person")
+    return {"imported": sum(1 for r in results if r.get("person_id")), "results": results}

@@ -18,7 +18,7 @@ from idstitch.clock import parse_time
 from idstitch.commands import Actor, ImportPerson, Merge, Split
 from idstitch.engine import Batch
 from idstitch.errors import Conflict, IdstitchError, InvalidRequest, InvalidSetting, NotFound
-from idstitch.ingest.pipeline import WriteContext
+from idstitch.ingest.pipeline import WriteContext, apply_imports
 from idstitch.server import schemas
 from idstitch.server.state import AppState
 from idstitch.store import reads
@@ -194,28 +194,7 @@ async def import_persons(request: Request, key: Key, body: schemas.ImportRequest
         commands.append(
             ImportPerson(tuple(item.distinct_ids), tuple(item.user_ids), item.properties, item.is_identified, created_at, _actor(key))
         )
-    return await _write(state, lambda context: import_into(context, project, commands))
-
-
-def import_into(context: WriteContext, project: Project, commands: list[ImportPerson | str]) -> dict[str, Any]:
-    """Import each person in a savepoint of its own, so one conflict refuses only that person."""
-    results: list[dict[str, Any]] = []
-    for index, command in enumerate(commands):
-        if isinstance(command, str):
-            results.append({"index": index, "error": command})
-            continue
-        context.conn.execute("SAVEPOINT person")
-        try:
-            batch = _batch(context, project)
-            outcome = batch.apply(command)
-            batch.flush()
-        except IdstitchError as error:
-            context.conn.execute("ROLLBACK TO person")
-            results.append({"index": index, "error": str(error)})
-        else:
-            results.append({"index": index, "person_id": outcome.person_id})
-        context.conn.execute("RELEASE person")
-    return {"imported": sum(1 for r in results if r.get("person_id")), "results": results}
+    return await _write(state, lambda context: apply_imports(context, project.id, project.settings, commands))
 
 
 @router.get("/warnings", response_model=schemas.WarningPage)
