@@ -19,6 +19,7 @@ serve: $(STAMP)
 	$(VENV)/bin/idstitch serve --port $(PORT) --data-dir $(DATA_DIR)
 
 test: $(STAMP)
+	scripts/test-deps
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
