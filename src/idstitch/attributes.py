@@ -249,7 +249,11 @@ def apply_operations(
     def stamp(key: str, value: Any, kind: OpKind) -> None:
         candidate = Attribute(value, kind, context.time, context.seq, context.event_uuid)
         current = attributes.items.get(key)
-        if current is not None and candidate.rank() <= current.rank():
+        # An equal rank is this same event (same time, same arrival): its later operations apply in
+        # the §4 order (set, then unset, then add/append/union/remove); a repeated set_once does not.
+        if current is not None and (
+            candidate.rank() < current.rank() or (candidate.rank() == current.rank() and kind is OpKind.SET_ONCE)
+        ):
             return
         if kind is not OpKind.UNSET and (current is None or not current.is_present):
             if attributes.present_keys >= policy.max_keys:

@@ -23,7 +23,7 @@ from idstitch.errors import IdstitchError
 from idstitch.ingest.pipeline import Writer, apply_imports
 from idstitch.settings import SERVER_SETTINGS, Setting
 from idstitch.server.state import ServerConfig
-from idstitch.store import reads
+from idstitch.store import privacy, reads
 from idstitch.store.projects import Project, add_secret_key, project_by_id
 from idstitch.store.sqlite import DATABASE_FILE, open_database
 
@@ -59,6 +59,8 @@ def cli() -> None:
 @_option("secret_key")
 @_option("max_body_bytes")
 @_option("max_batch_events")
+@_option("ingest_rate_limit")
+@_option("api_rate_limit")
 def serve(**values: Any) -> None:
     """Start the server on an embedded SQLite data directory, creating it on first start.
 
@@ -163,6 +165,77 @@ def export(data_dir: str, output: TextIO) -> None:
         output.write(msgspec.json.encode(person).decode() + "\n")
         count += 1
     click.echo(f"exported {count} persons", err=True)
+
+
+def _selector_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    for kind in reversed(privacy.SELECTOR_KINDS):
+        command = click.option(f"--{kind.replace('_', '-')}", kind, help=f"The person's {kind.replace('_', ' ')}.")(command)
+    return command
+
+
+def _cli_selector(given: dict[str, Any]) -> privacy.Selector:
+    try:
+        return privacy.Selector.one_of(**{k: given.pop(k) for k in privacy.SELECTOR_KINDS})
+    except IdstitchError as error:
+        raise click.UsageError(str(error)) from None
+
+
+@cli.command("export-person")
+@_selector_options
+@_option("data_dir")
+@click.option("-o", "--output", type=click.File("w"), default="-", help="File to write (default: standard output).")
+def export_person(data_dir: str, output: TextIO, **given: Any) -> None:
+    """Export everything held about a person as one JSON document (logged in the audit log).
+
+    Example: idstitch export-person --email ada@example.com -o ada.json
+    """
+    selector = _cli_selector(given)
+    path = _database_path(data_dir)
+    conn = open_database(path, read_only=True)
+    project = _default_project(conn)
+    document = privacy.export_document(conn, project.id, selector, utc_now())
+    _write_once(path, lambda context: privacy.write_audit(
+        context.conn, project.id, "cli", "export",
+        {**privacy.audit_selector(context.conn, project.id, selector), "persons": len(document["persons"])}, context.now(),
+    ))
+    output.write(msgspec.json.encode(document).decode() + "\n")
+    click.echo(f"exported {len(document['persons'])} persons", err=True)
+
+
+@cli.command("delete-person")
+@_selector_options
+@_option("data_dir")
+@click.option("--suppress", is_flag=True, help="Drop (and count) later events from the person's ids.")
+@click.option("--keep-anonymised-counts", is_flag=True, help="Keep the events for totals, without ids or properties.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def delete_person(data_dir: str, suppress: bool, keep_anonymised_counts: bool, yes: bool, **given: Any) -> None:
+    """Erase a person: ids, attributes, events, links, and the warnings and dead letters holding
+    their data (logged in the audit log).
+
+    Example: idstitch delete-person --distinct-id user-42 --suppress --yes
+    """
+    selector = _cli_selector(given)
+    path = _database_path(data_dir)
+    project = _default_project(open_database(path, read_only=True))
+    if not yes:
+        click.confirm(f"Erase everything held about {selector.kind} {selector.value!r}?", abort=True)
+    try:
+        report = _write_once(path, lambda context: privacy.erase(
+            context.conn, project.id, selector, actor="cli", now=context.now(),
+            suppress=suppress, keep_anonymised_counts=keep_anonymised_counts,
+        ))
+    except IdstitchError as error:
+        raise click.ClickException(str(error)) from None
+    privacy.checkpoint(path)
+    click.echo(msgspec.json.encode({"erased": report.to_json(), "suppress": suppress}).decode())
+
+
+def _write_once(path: Path, fn: Callable[[Any], Any]) -> Any:
+    writer = Writer(path)
+    try:
+        return writer.write_now(fn)
+    finally:
+        writer.close()
 
 
 def _database_path(data_dir: str) -> Path:

@@ -64,7 +64,10 @@ def event_time(timestamp: datetime | None, sent_at: datetime | None, received_at
 
 def format_time(moment: datetime) -> str:
     """The one stored form: UTC, microseconds, `Z`; sorts as text in time order."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if moment.tzinfo is not timezone.utc:
+        moment = moment.astimezone(timezone.utc)
+    # Cheaper than strftime, and this runs for every stored event and attribute.
+    return moment.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def stored_time(text: str) -> datetime:

@@ -84,8 +84,7 @@ def decide_link(
 ) -> Decision:
     """Decide what an identify, alias or merge of `source_id` into `target_id` does (rows 0, A-F)."""
     illegal = illegal or IllegalIds()
-    if target_id == source_id:
-        return Decision("0", Action.NOTHING, None)
+    # The illegal test comes first: using an illegal id warns even when both ids are the same (§2).
     for bad, other in ((target_id, source_id), (source_id, target_id)):
         if is_illegal_for_identity(bad, illegal):
             warning = WarningRecord(
@@ -95,6 +94,8 @@ def decide_link(
                 event_uuid,
             )
             return Decision("0", Action.NOTHING, None, warnings=(warning,))
+    if target_id == source_id:
+        return Decision("0", Action.NOTHING, None)
 
     names_user_id = kind is LinkKind.IDENTIFY
     forced = kind is LinkKind.MERGE

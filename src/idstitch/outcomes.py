@@ -34,14 +34,12 @@ class WarningType(StrEnum):
     CANNOT_MERGE_ALREADY_IDENTIFIED = "cannot_merge_already_identified"
     MERGE_REQUIRES_SECRET_KEY = "merge_requires_secret_key"
     IDENTITY_ON_PERSONLESS_EVENT = "identity_on_personless_event"
-    INVALID_PROCESS_PERSON_PROFILE = "invalid_process_person_profile"
     PROPERTY_TYPE_MISMATCH = "property_type_mismatch"
     PII_OUTSIDE_EMAIL = "pii_outside_email"
     PII_ON_ANONYMOUS = "pii_on_anonymous"
     ATTRIBUTES_DISABLED = "attributes_disabled"
     PROPERTY_LIMIT_EXCEEDED = "property_limit_exceeded"
     INVALID_OPERATION = "invalid_operation"
-    EVENT_REJECTED = "event_rejected"
 
 
 @dataclass(frozen=True, slots=True)

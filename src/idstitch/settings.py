@@ -47,6 +47,8 @@ SERVER_SETTINGS: tuple[Setting, ...] = (
     Setting("secret_key", None, "A secret key to accept for the default project (for tests and automation).", "IDSTITCH_SECRET_KEY"),
     Setting("max_body_bytes", 20 * 1024 * 1024, "Largest request body accepted, after decompression.", "IDSTITCH_MAX_BODY_BYTES"),
     Setting("max_batch_events", 10_000, "Most events in one request.", "IDSTITCH_MAX_BATCH_EVENTS"),
+    Setting("ingest_rate_limit", 50_000, "Events per second one ingest token may send (bursts of 10 s pass; 0: no limit); past it 429 with Retry-After.", "IDSTITCH_INGEST_RATE_LIMIT"),
+    Setting("api_rate_limit", 100, "Requests per second one secret key may make to /api (bursts of 10 s pass; 0: no limit); past it 429 with Retry-After.", "IDSTITCH_API_RATE_LIMIT"),
 )
 
 _CHOICES = {"person_profiles": ("always", "identified_only")}

@@ -70,6 +70,10 @@ def decode_body(
         return _json.decode(body)
     except msgspec.DecodeError as error:
         raise BodyError(f"body is not valid JSON: {error}") from None
+    except UnicodeDecodeError as error:  # msgspec raises it, not DecodeError, for invalid UTF-8
+        raise BodyError(f"body is not valid UTF-8: {error.reason} at byte {error.start}") from None
+    except RecursionError:
+        raise BodyError("body is nested too deeply") from None
 
 
 def _form_data(body: bytes) -> bytes:

@@ -25,6 +25,7 @@ from idstitch.errors import IdstitchError
 from idstitch.engine import Batch, CommandResult
 from idstitch.ingest.messages import RejectedEvent
 from idstitch.settings import ProjectSettings
+from idstitch.store.privacy import SUPPRESSED, drop_suppressed
 from idstitch.store.sqlite import SQLitePersons, insert_dead_letter, open_database
 
 log = logging.getLogger(__name__)
@@ -159,12 +160,20 @@ def ingest_function(
 
     def apply(context: WriteContext) -> list[CommandResult]:
         store = context.persons(project_id)
+        # Ids of persons erased with suppression: their events are dropped and only counted.
+        dropped, dropped_rejects = drop_suppressed(
+            context.conn, project_id, commands, [item.payload for item in rejected], context.now()
+        )
         batch = Batch(store, project_id, settings, context.now)
         batch.prefetch_duplicates([c.event.uuid for c in commands if getattr(c, "event", None) is not None])
-        results = [batch.apply(command) for command in commands]
+        results = [
+            CommandResult(rejection=SUPPRESSED) if i in dropped else batch.apply(command)
+            for i, command in enumerate(commands)
+        ]
         batch.flush()
-        for item in rejected:
-            insert_dead_letter(context.conn, project_id, item.rejection.reason, item.payload, context.now())
+        for i, item in enumerate(rejected):
+            if i not in dropped_rejects:
+                insert_dead_letter(context.conn, project_id, item.rejection.reason, item.payload, context.now())
         return results
 
     return apply

@@ -11,7 +11,12 @@ from fastapi.responses import JSONResponse
 import idstitch
 from idstitch.clock import Now, utc_now
 from idstitch.ingest.pipeline import Writer
-from idstitch.server import api_routes, ingest_routes
+from idstitch.server import api_routes, compat_routes, ingest_routes
+from idstitch.server.cors import IngestCORSMiddleware
+from idstitch.server import privacy_routes
+from idstitch.server import query_routes
+from idstitch.server.ratelimit import ApiRateLimitMiddleware, RateLimits
+from idstitch.server import static_routes
 from idstitch.server.state import AppState, ServerConfig
 from idstitch.store.projects import DefaultProject, ensure_default_project
 from idstitch.store.sqlite import open_database
@@ -48,6 +53,13 @@ def create_app(config: ServerConfig, now: Now = utc_now) -> FastAPI:
     )
     app.include_router(ingest_routes.router)
     app.include_router(api_routes.router)
+    app.include_router(static_routes.router)
+    app.include_router(compat_routes.router)
+    app.add_middleware(IngestCORSMiddleware)
+    app.include_router(privacy_routes.router)
+    app.include_router(query_routes.router)
+    app.state.rate_limits = RateLimits.per_second(config.ingest_rate_limit, config.api_rate_limit)
+    app.add_middleware(ApiRateLimitMiddleware, limiter=app.state.rate_limits.api)
 
     @app.get("/_health", include_in_schema=False)
     async def health() -> JSONResponse:

@@ -14,10 +14,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from idstitch.engine import CommandResult
-from idstitch.ingest import native, posthog
+from idstitch.ingest import native, posthog, segment
 from idstitch.ingest.decoding import BodyError, decode_body
 from idstitch.ingest.messages import DecodedRequest
 from idstitch.ingest.pipeline import ingest_function
+from idstitch.server.ratelimit import check_ingest
 from idstitch.server.state import AppState
 
 router = APIRouter()
@@ -52,7 +53,7 @@ async def _ingest(
         decoded = decode(payload, received_at)
     except BodyError as error:
         return _error(413 if error.too_large else 400, "payload_too_large" if error.too_large else "invalid_payload", str(error))
-    except (posthog.EnvelopeError, native.EnvelopeError) as error:
+    except (posthog.EnvelopeError, native.EnvelopeError, segment.EnvelopeError) as error:
         return _error(400, "invalid_payload", str(error))
     count = len(decoded.commands) + len(decoded.rejected)
     if count > state.config.max_batch_events:
@@ -62,6 +63,9 @@ async def _ingest(
     project = state.project_for_token(decoded.token)
     if project is None:
         return _error(401, "authentication_error", "Project token is not valid")
+    throttled = check_ingest(request, decoded.token, count)
+    if throttled is not None:
+        return throttled
     results = await state.writer.write(
         ingest_function(project.id, project.settings, decoded.commands, decoded.rejected)
     )

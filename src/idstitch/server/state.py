@@ -25,6 +25,8 @@ class ServerConfig:
     secret_key: str | None = None
     max_body_bytes: int = 20 * 1024 * 1024
     max_batch_events: int = 10_000
+    ingest_rate_limit: int = 50_000
+    api_rate_limit: int = 100
 
     @property
     def database(self) -> Path:

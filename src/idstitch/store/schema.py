@@ -116,4 +116,85 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
         """,
     ),
+    (
+        # store/privacy.py: erasure, suppression (keyed hashes only) and the email lookup.
+        "0003_privacy",
+        """
+        CREATE TABLE privacy_keys (
+            project_id INTEGER PRIMARY KEY REFERENCES projects(id),
+            hmac_key TEXT NOT NULL
+        );
+        INSERT INTO privacy_keys (project_id, hmac_key) SELECT id, lower(hex(randomblob(32))) FROM projects;
+        CREATE TRIGGER projects_get_a_privacy_key AFTER INSERT ON projects
+        BEGIN INSERT INTO privacy_keys (project_id, hmac_key) VALUES (new.id, lower(hex(randomblob(32)))); END;
+        CREATE TABLE suppressions (
+            project_id INTEGER NOT NULL,
+            id_hash TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (project_id, id_hash)
+        ) WITHOUT ROWID;
+        CREATE TABLE suppressed_events (
+            project_id INTEGER PRIMARY KEY,
+            dropped INTEGER NOT NULL,
+            last_dropped_at TEXT NOT NULL
+        );
+        CREATE INDEX person_attributes_by_email ON person_attributes(lower(value)) WHERE key = 'email';
+        DROP TRIGGER audit_log_is_append_only;
+        CREATE TRIGGER audit_log_is_append_only BEFORE UPDATE ON audit_log
+        WHEN new.id IS NOT old.id OR new.project_id IS NOT old.project_id OR new.actor IS NOT old.actor
+          OR new.action IS NOT old.action OR new.created_at IS NOT old.created_at
+          OR json_extract(new.details, '$.redacted') IS NOT 1
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only (erasure may only redact details)'); END;
+        CREATE TRIGGER audit_log_keeps_its_rows BEFORE DELETE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+        """,
+    ),
+    (
+        # query/: sessions kept at ingest (one upsert per batch in SQLitePersons.insert_events),
+        # saved segments, and the event indexes that "did X" filters and counts use.
+        "0002_sessions_segments",
+        """
+        CREATE TABLE sessions (
+            project_id INTEGER NOT NULL,
+            session_id TEXT NOT NULL,
+            first_at TEXT NOT NULL,
+            last_at TEXT NOT NULL,
+            event_count INTEGER NOT NULL,
+            identifies INTEGER NOT NULL,
+            entry_at TEXT,
+            entry_url TEXT,
+            distinct_ids TEXT NOT NULL,
+            last_distinct_id TEXT NOT NULL,
+            PRIMARY KEY (project_id, session_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX sessions_by_time ON sessions(project_id, first_at);
+        WITH ranked AS (
+            SELECT project_id, session_id, distinct_id, timestamp, event,
+                   json_extract(properties, '$."$current_url"') AS url,
+                   row_number() OVER (PARTITION BY project_id, session_id ORDER BY timestamp DESC, seq DESC) AS from_last,
+                   row_number() OVER (PARTITION BY project_id, session_id
+                                      ORDER BY json_extract(properties, '$."$current_url"') IS NULL, timestamp, seq) AS from_entry
+            FROM events WHERE session_id IS NOT NULL
+        )
+        INSERT INTO sessions (project_id, session_id, first_at, last_at, event_count, identifies, entry_at,
+                              entry_url, distinct_ids, last_distinct_id)
+        SELECT project_id, session_id, min(timestamp), max(timestamp), count(*), sum(event = '$identify'),
+               max(CASE WHEN from_entry = 1 AND url IS NOT NULL THEN timestamp END),
+               max(CASE WHEN from_entry = 1 THEN url END),
+               json_group_array(DISTINCT distinct_id),
+               max(CASE WHEN from_last = 1 THEN distinct_id END)
+        FROM ranked GROUP BY project_id, session_id;
+        CREATE TABLE segments (
+            id INTEGER PRIMARY KEY,
+            project_id INTEGER NOT NULL,
+            name TEXT NOT NULL,
+            description TEXT NOT NULL,
+            filter TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            UNIQUE (project_id, name)
+        );
+        CREATE INDEX events_by_name ON events(project_id, event, timestamp);
+        CREATE INDEX events_by_time ON events(project_id, timestamp);
+        """,
+    ),
 )

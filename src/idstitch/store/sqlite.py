@@ -196,27 +196,31 @@ class SQLitePersons:
 
     def insert_events(self, events: list[StoredEvent]) -> None:
         received_at = format_time(self.now())
+        rows = [
+            (
+                stored.seq,
+                self.project_id,
+                e.uuid,
+                e.distinct_id,
+                e.name,
+                format_time(e.timestamp),
+                received_at,
+                e.session_id,
+                int(e.process_person),
+                encode_json(e.properties),
+                encode_json(e.ops.to_json()) if e.ops else None,
+            )
+            for stored in events
+            for e in (stored.event,)
+        ]
         self.conn.executemany(
             "INSERT INTO events (seq, project_id, uuid, distinct_id, event, timestamp, received_at,"
             " session_id, process_person, properties, ops) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    stored.seq,
-                    self.project_id,
-                    e.uuid,
-                    e.distinct_id,
-                    e.name,
-                    format_time(e.timestamp),
-                    received_at,
-                    e.session_id,
-                    int(e.process_person),
-                    encode_json(e.properties),
-                    encode_json(e.ops.to_json()) if e.ops else None,
-                )
-                for stored in events
-                for e in (stored.event,)
-            ],
+            rows,
         )
+        sessions = _session_rows(self.project_id, events, rows)
+        if sessions:
+            self.conn.executemany(_UPSERT_SESSION, sessions)
 
     def replay_ops(self, distinct_ids: list[str]) -> Iterator[ReplayedOps]:
         marks = ",".join("?" * len(distinct_ids))
@@ -271,6 +275,53 @@ def insert_dead_letter(
         "INSERT INTO dead_letters (project_id, reason, payload, received_at) VALUES (?, ?, ?, ?)",
         (project_id, reason, payload if isinstance(payload, str) else encode_json(payload), format_time(received_at)),
     )
+
+
+# One row per session, kept at ingest so session lists never aggregate events (query/sessions.py).
+# The distinct ids are a JSON list; persons are resolved from them at read time, like events.
+_UPSERT_SESSION = (
+    "INSERT INTO sessions (project_id, session_id, first_at, last_at, event_count, identifies, entry_at, entry_url,"
+    " distinct_ids, last_distinct_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (project_id, session_id) DO UPDATE SET"
+    " first_at = min(first_at, excluded.first_at),"
+    " last_at = max(last_at, excluded.last_at),"
+    " last_distinct_id = CASE WHEN excluded.last_at >= last_at THEN excluded.last_distinct_id ELSE last_distinct_id END,"
+    " event_count = event_count + excluded.event_count,"
+    " identifies = identifies + excluded.identifies,"
+    " entry_url = CASE WHEN excluded.entry_at < coalesce(entry_at, '~') THEN excluded.entry_url ELSE entry_url END,"
+    " entry_at = CASE WHEN excluded.entry_at < coalesce(entry_at, '~') THEN excluded.entry_at ELSE entry_at END,"
+    " distinct_ids = CASE WHEN distinct_ids = excluded.distinct_ids THEN distinct_ids ELSE ("
+    "SELECT json_group_array(value) FROM (SELECT value FROM json_each(sessions.distinct_ids)"
+    " UNION SELECT value FROM json_each(excluded.distinct_ids))) END"
+)
+
+
+def _session_rows(project_id: int, events: list[StoredEvent], rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The batch's events summed up per session id: first/last time, count, `$identify` count,
+    entry URL (`$current_url` of the earliest event that has one), distinct ids, last distinct id."""
+    found: dict[str, list[Any]] = {}
+    for stored, row in zip(events, rows):
+        session_id = row[7]
+        if session_id is None:
+            continue
+        timestamp, distinct_id, identify = row[5], row[3], row[4] == "$identify"
+        url = stored.event.properties.get("$current_url")
+        url_at = timestamp if isinstance(url, str) else None
+        s = found.get(session_id)
+        if s is None:
+            found[session_id] = [timestamp, timestamp, 1, int(identify), url_at, url if url_at else None, [distinct_id], distinct_id]
+            continue
+        if timestamp < s[0]:
+            s[0] = timestamp
+        if timestamp >= s[1]:
+            s[1], s[7] = timestamp, distinct_id
+        s[2] += 1
+        s[3] += identify
+        if url_at is not None and (s[4] is None or url_at < s[4]):
+            s[4], s[5] = url_at, url
+        if distinct_id not in s[6]:
+            s[6].append(distinct_id)
+    return [(project_id, session_id, *s[:6], encode_json(s[6]), s[7]) for session_id, s in found.items()]
 
 
 def _attribute_row(person_id: str, key: str, attribute: Attribute) -> tuple[Any, ...]:

@@ -1,0 +1,274 @@
+"""Filters to SQL. The SQL text comes only from this module; every key, value, pattern and time
+from the request is a bound parameter, and JSON property keys travel as a bound path (`$."key"`).
+
+A compiled filter is a boolean expression over one row of the query it is put in:
+
+    persons   FROM persons p                                       person = p.id
+    sessions  FROM sessions s LEFT JOIN distinct_ids sp ON ...      person = sp.person_id
+    events    FROM events e LEFT JOIN distinct_ids d ON ...         person = d.person_id
+
+Comparisons read JSON (a person attribute's stored value, or an event's properties) with
+`json_type` and `json_extract`, so types never mix: "1" does not equal 1, and a boolean is not a
+number. Times compare through `julianday()`, which reads ISO-8601 texts in any UTC offset.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import msgspec
+
+from idstitch.clock import format_time
+from idstitch.query.filters import (
+    MAX_DEPTH,
+    MAX_NODES,
+    NEGATIVE_OPS,
+    AllOf,
+    AnyOf,
+    AttributeCondition,
+    DidCondition,
+    FilterError,
+    FilterNode,
+    NoneOf,
+    PropertyCondition,
+    SegmentCondition,
+    parse_filter,
+)
+from idstitch.query.moments import julian_day, parse_moment
+
+
+@dataclass(frozen=True, slots=True)
+class Sql:
+    """A piece of SQL and its parameters, in the order of its `?` marks."""
+
+    text: str
+    params: tuple[Any, ...] = ()
+
+
+TRUE = Sql("1")
+
+
+def join(parts: list[Sql], glue: str) -> Sql:
+    if not parts:
+        return TRUE
+    if len(parts) == 1:
+        return parts[0]
+    return Sql("(" + f" {glue} ".join(p.text for p in parts) + ")", tuple(v for p in parts for v in p.params))
+
+
+def negate(part: Sql) -> Sql:
+    return Sql(f"(NOT coalesce({part.text}, 0))", part.params)
+
+
+class Scope(StrEnum):
+    PERSONS = "persons"
+    SESSIONS = "sessions"
+    EVENTS = "events"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What a filter is about: the scope, the SQL of the row's person id, and the row's alias."""
+
+    scope: Scope
+    person: str
+    row: str
+
+
+PERSONS = Target(Scope.PERSONS, "p.id", "p")
+SESSIONS = Target(Scope.SESSIONS, "sp.person_id", "s")
+EVENTS = Target(Scope.EVENTS, "d.person_id", "e")
+
+_ORDER = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<=", "after": ">", "before": "<"}
+
+
+def property_path(key: str) -> str:
+    """The JSON path of a top-level key (filters.py refuses keys this cannot express)."""
+    return f'$."{key}"'
+
+
+class Compiler:
+    """Compiles filters for one project at one moment (relative times resolve against `now`)."""
+
+    def __init__(self, conn: sqlite3.Connection, project_id: int, now: datetime) -> None:
+        self.conn = conn
+        self.project_id = project_id
+        self.now = now
+        self._nodes = 0
+        self._aliases = 0
+
+    def compile(self, node: FilterNode | None, target: Target, path: str = "filter") -> Sql:
+        if node is None:
+            return TRUE
+        return self._node(node, target, path, 0, ())
+
+    def segment(self, segment_id: int, target: Target, path: str = "segment_id") -> Sql:
+        return self._node(SegmentCondition(segment=segment_id), target, path, 0, ())
+
+    def moment(self, text: str, path: str) -> datetime:
+        try:
+            return parse_moment(text, self.now)
+        except ValueError as error:
+            raise FilterError([(path, str(error))]) from None
+
+    # -- nodes -------------------------------------------------------------------------------
+
+    def _node(self, node: FilterNode, target: Target, path: str, depth: int, seen: tuple[int, ...]) -> Sql:
+        self._nodes += 1
+        if self._nodes > MAX_NODES:
+            raise FilterError([(path, f"a filter has at most {MAX_NODES} conditions (segments included)")])
+        if depth > MAX_DEPTH:
+            raise FilterError([(path, f"a filter nests at most {MAX_DEPTH} levels (segments included)")])
+        if isinstance(node, AllOf):
+            return join([self._node(c, target, f"{path}.and[{i}]", depth + 1, seen) for i, c in enumerate(node.all_of)], "AND")
+        if isinstance(node, AnyOf):
+            return join([self._node(c, target, f"{path}.or[{i}]", depth + 1, seen) for i, c in enumerate(node.any_of)], "OR")
+        if isinstance(node, NoneOf):
+            return negate(self._node(node.negated, target, f"{path}.not", depth + 1, seen))
+        if isinstance(node, AttributeCondition):
+            return self._attribute(node, target, path)
+        if isinstance(node, PropertyCondition):
+            return self._property(node, target, path)
+        if isinstance(node, DidCondition):
+            return self._did(node, target, path, depth, seen)
+        if isinstance(node, SegmentCondition):
+            return self._segment(node, target, path, depth, seen)
+        raise TypeError(f"not a filter node: {node!r}")  # pragma: no cover
+
+    def _alias(self, prefix: str) -> str:
+        self._aliases += 1
+        return f"{prefix}{self._aliases}"
+
+    def _attribute(self, node: AttributeCondition, target: Target, path: str) -> Sql:
+        a = self._alias("pa")
+        test = self._compare(f"{a}.value", "$", node.op, node.value, path)
+        found = Sql(
+            f"EXISTS (SELECT 1 FROM person_attributes {a} WHERE {a}.person_id = {target.person}"
+            f" AND {a}.key = ? AND {a}.kind != 'unset' AND {test.text})",
+            (node.attribute, *test.params),
+        )
+        return negate(found) if node.op in NEGATIVE_OPS else found
+
+    def _property(self, node: PropertyCondition, target: Target, path: str) -> Sql:
+        key = property_path(node.property)
+        if target.scope is Scope.PERSONS:
+            raise FilterError([(
+                f"{path}.property",
+                "persons have attributes, not event properties: use {\"attribute\": ...}, or"
+                " {\"did\": <event>, \"where\": {\"property\": ...}} for the properties of their events",
+            )])
+        if target.scope is Scope.EVENTS:
+            test = self._compare(f"{target.row}.properties", key, node.op, node.value, path)
+            found = Sql(f"coalesce({test.text}, 0)", test.params)
+        else:
+            se = self._alias("se")
+            s = target.row
+            test = self._compare(f"{se}.properties", key, node.op, node.value, path)
+            found = Sql(
+                f"EXISTS (SELECT 1 FROM events {se} WHERE {se}.project_id = {s}.project_id"
+                f" AND {se}.distinct_id IN (SELECT value FROM json_each({s}.distinct_ids))"
+                f" AND {se}.timestamp BETWEEN {s}.first_at AND {s}.last_at AND {se}.session_id = {s}.session_id"
+                f" AND {test.text})",
+                test.params,
+            )
+        return negate(found) if node.op in NEGATIVE_OPS else found
+
+    def _did(self, node: DidCondition, target: Target, path: str, depth: int, seen: tuple[int, ...]) -> Sql:
+        ev, dd = self._alias("ev"), self._alias("dd")
+        conditions = [Sql(f"{ev}.project_id = ? AND {ev}.event = ?", (self.project_id, node.did))]
+        if node.after is not None:
+            conditions.append(Sql(f"{ev}.timestamp >= ?", (format_time(self.moment(node.after, f"{path}.after")),)))
+        if node.before is not None:
+            conditions.append(Sql(f"{ev}.timestamp < ?", (format_time(self.moment(node.before, f"{path}.before")),)))
+        if node.where is not None:
+            inner = Target(Scope.EVENTS, f"{dd}.person_id", ev)
+            conditions.append(self._node(node.where, inner, f"{path}.where", depth + 1, seen))
+        where = join(conditions, "AND")
+        # Uncorrelated: SQLite computes the set of persons once (through events_by_name), then
+        # tests each row against it.
+        return Sql(
+            f"coalesce({target.person} IN (SELECT {dd}.person_id FROM events {ev} JOIN distinct_ids {dd}"
+            f" ON {dd}.project_id = {ev}.project_id AND {dd}.distinct_id = {ev}.distinct_id"
+            f" WHERE {where.text} GROUP BY {dd}.person_id HAVING count(*) >= ?), 0)",
+            (*where.params, node.min_count),
+        )
+
+    def _segment(self, node: SegmentCondition, target: Target, path: str, depth: int, seen: tuple[int, ...]) -> Sql:
+        if node.segment in seen:
+            raise FilterError([(path, f"segment {node.segment} refers to itself through {list(seen)}")])
+        row = self.conn.execute(
+            "SELECT filter FROM segments WHERE project_id = ? AND id = ?", (self.project_id, node.segment)
+        ).fetchone()
+        if row is None:
+            where = path if path == "segment_id" else f"{path}.segment"
+            raise FilterError([(where, f"no saved segment has id {node.segment}")])
+        inner = parse_filter(msgspec.json.decode(row[0]), root=f"segment {node.segment}")
+        return self._node(inner, target, f"segment {node.segment}", depth + 1, (*seen, node.segment))
+
+    # -- comparisons ---------------------------------------------------------------------------
+
+    def _compare(self, doc: str, key: str, op: str, value: Any, path: str) -> Sql:
+        """The positive form of `op` on the JSON value at `key` of `doc` (negation is the caller's)."""
+        op = NEGATIVE_OPS.get(op, op)
+        jt, jv = f"json_type({doc}, ?)", f"json_extract({doc}, ?)"
+        if op == "is_set":
+            return Sql(f"coalesce({jt}, 'null') != 'null'", (key,))
+        if op in ("equals", "in"):
+            return _equals(doc, key, value if op == "in" else [value])
+        if op == "contains":
+            je = self._alias("je")
+            if isinstance(value, str):
+                return Sql(
+                    f"(({jt} = 'text' AND instr(lower({jv}), lower(?)) > 0) OR ({jt} = 'array' AND EXISTS"
+                    f" (SELECT 1 FROM json_each({doc}, ?) {je} WHERE {je}.type = 'text' AND {je}.value = ?)))",
+                    (key, key, value, key, key, value),
+                )
+            element = _element_test(je, value)
+            return Sql(
+                f"({jt} = 'array' AND EXISTS (SELECT 1 FROM json_each({doc}, ?) {je} WHERE {element.text}))",
+                (key, key, *element.params),
+            )
+        if op == "regex":
+            return Sql(f"({jt} = 'text' AND idstitch_regex(?, {jv}))", (key, value, key))
+        sign = _ORDER[op]
+        if op in ("gt", "gte", "lt", "lte") and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return Sql(f"({jt} IN ('integer', 'real') AND {jv} {sign} ?)", (key, key, value))
+        moment = self.moment(value, f"{path}.value")
+        return Sql(f"({jt} = 'text' AND julianday({jv}) {sign} ?)", (key, key, julian_day(moment)))
+
+
+def _equals(doc: str, key: str, values: list[Any]) -> Sql:
+    jt, jv = f"json_type({doc}, ?)", f"json_extract({doc}, ?)"
+    strings = [v for v in values if isinstance(v, str)]
+    numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    types = sorted({("true" if v else "false") for v in values if isinstance(v, bool)} | ({"null"} if None in values else set()))
+    parts = []
+    if strings:
+        parts.append(Sql(f"({jt} = 'text' AND {jv} IN ({_marks(strings)}))", (key, key, *strings)))
+    if numbers:
+        parts.append(Sql(f"({jt} IN ('integer', 'real') AND {jv} IN ({_marks(numbers)}))", (key, key, *numbers)))
+    if types:
+        parts.append(Sql(f"{jt} IN ({_marks(types)})", (key, *types)))
+    return join(parts, "OR")
+
+
+def _element_test(alias: str, value: Any) -> Sql:
+    if isinstance(value, bool):
+        return Sql(f"{alias}.type = ?", ("true" if value else "false",))
+    return Sql(f"{alias}.type IN ('integer', 'real') AND {alias}.value = ?", (value,))
+
+
+def _marks(values: list[Any]) -> str:
+    return ",".join("?" * len(values))
+
+
+def where_clause(compiler: Compiler, target: Target, node: FilterNode | None, segment_id: int | None) -> Sql:
+    """A query's filter and saved segment, both applied."""
+    parts = [compiler.compile(node, target)] if node is not None else []
+    if segment_id is not None:
+        parts.append(compiler.segment(segment_id, target))
+    return join(parts, "AND")

@@ -1,0 +1,214 @@
+"""Counts over time: events, unique persons, or new persons per day, week or month (UTC), broken
+down by a person attribute or an event property, with the same filters as the lists.
+
+    events        events that match, counted where they happened
+    persons       unique persons with a matching event (a person counts once per period, and
+                  once in the total however many periods they appear in)
+    new_persons   persons created in the period (their first event, or their import time)
+
+A breakdown by `attribute` uses the person's value now (as PostHog's person properties on
+persons-on-events off); a breakdown by `property` uses the value on each event. A person with the
+attribute unset is counted under `null`. Periods with nothing in them are listed with 0.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, Literal
+
+import msgspec
+
+from idstitch.clock import format_time
+from idstitch.query.compiler import Sql, property_path
+from idstitch.query.filters import FilterError
+
+Measure = Literal["events", "persons", "new_persons"]
+Interval = Literal["day", "week", "month"]
+MAX_PERIODS = 3660
+
+_decode = msgspec.json.Decoder().decode
+
+
+def _bucket(interval: Interval | None, column: str) -> str:
+    if interval == "day":
+        return f"substr({column}, 1, 10)"
+    if interval == "week":  # the Monday of the week (ISO weeks)
+        return f"date(substr({column}, 1, 10), '-6 days', 'weekday 1')"
+    if interval == "month":
+        return f"substr({column}, 1, 7) || '-01'"
+    return "''"
+
+
+@dataclass(frozen=True, slots=True)
+class CountSpec:
+    measure: Measure = "persons"
+    events: tuple[str, ...] = ()
+    interval: Interval | None = "day"
+    after: datetime | None = None
+    before: datetime | None = None
+    breakdown_attribute: str | None = None
+    breakdown_property: str | None = None
+    breakdown_limit: int = 25
+
+
+def count(conn: sqlite3.Connection, project_id: int, spec: CountSpec, where: Sql, now: datetime) -> dict[str, Any]:
+    """Counts per period and breakdown value; `where` was compiled for persons (new_persons) or
+    for events (the other measures)."""
+    if spec.measure == "new_persons":
+        if spec.events:
+            raise FilterError([("events", "new_persons counts persons by creation time; it takes no event names")])
+        if spec.breakdown_property:
+            raise FilterError([("breakdown.property", "persons have attributes, not event properties")])
+    if spec.after and spec.before and spec.after >= spec.before:
+        raise FilterError([("after", "`after` must be earlier than `before`")])
+    grouped, totals, overall = _run(conn, project_id, spec, where)
+    periods = _periods(spec, grouped, now)
+    ranked = sorted(totals.items(), key=lambda item: (-item[1], item[0] or ""))
+    kept = ranked[: spec.breakdown_limit]
+    series = []
+    for value, total in kept:
+        counts = grouped.get(value, {})
+        series.append(
+            {
+                "breakdown": _decode(value) if value is not None else None,
+                "counts": [counts.get(period, 0) for period in periods],
+                "total": total,
+            }
+        )
+    return {
+        "measure": spec.measure,
+        "interval": spec.interval,
+        "periods": periods,
+        "series": series,
+        "total": overall,
+        "truncated": len(ranked) > len(kept),
+    }
+
+
+def _run(
+    conn: sqlite3.Connection, project_id: int, spec: CountSpec, where: Sql
+) -> tuple[dict[str | None, dict[str, int]], dict[str | None, int], int]:
+    bucket_of_event = _bucket(spec.interval, "e.timestamp")
+    conditions = [Sql("e.project_id = ?", (project_id,))]
+    if spec.events:
+        conditions.append(Sql(f"e.event IN ({','.join('?' * len(spec.events))})", spec.events))
+    if spec.after:
+        conditions.append(Sql("e.timestamp >= ?", (format_time(spec.after),)))
+    if spec.before:
+        conditions.append(Sql("e.timestamp < ?", (format_time(spec.before),)))
+    conditions.append(where)
+    event_where = Sql(" AND ".join(c.text for c in conditions), tuple(v for c in conditions for v in c.params))
+    events_from = "FROM events e LEFT JOIN distinct_ids d ON d.project_id = e.project_id AND d.distinct_id = e.distinct_id"
+    attribute = spec.breakdown_attribute
+
+    if spec.measure == "events":
+        if spec.breakdown_property:
+            breakdown, joined = Sql("e.properties -> ?", (property_path(spec.breakdown_property),)), Sql("")
+        elif attribute:
+            breakdown = Sql("b.value")
+            joined = Sql(" LEFT JOIN person_attributes b ON b.person_id = d.person_id AND b.key = ? AND b.kind != 'unset'", (attribute,))
+        else:
+            breakdown, joined = Sql("NULL"), Sql("")
+        rows = conn.execute(
+            f"SELECT {bucket_of_event}, {breakdown.text}, count(*) {events_from}{joined.text}"
+            f" WHERE {event_where.text} GROUP BY 1, 2",
+            (*breakdown.params, *joined.params, *event_where.params),
+        ).fetchall()
+        grouped, totals = _fold(rows)
+        return grouped, totals, sum(totals.values())
+
+    if spec.measure == "persons":
+        # Distinct (period, person[, property value]) first, so attributes are read once per person.
+        value = Sql("e.properties -> ?", (property_path(spec.breakdown_property),)) if spec.breakdown_property else Sql("NULL")
+        inner = (
+            f"SELECT DISTINCT {bucket_of_event} AS period, d.person_id AS person_id, {value.text} AS value"
+            f" {events_from} WHERE d.person_id IS NOT NULL AND {event_where.text}"
+        )
+        inner_params = (*value.params, *event_where.params)
+        if attribute:
+            outer_value, joined = "b.value", Sql(
+                " LEFT JOIN person_attributes b ON b.person_id = x.person_id AND b.key = ? AND b.kind != 'unset'", (attribute,)
+            )
+        else:
+            outer_value, joined = "x.value", Sql("")
+        rows = conn.execute(
+            f"SELECT x.period, {outer_value}, count(DISTINCT x.person_id) FROM ({inner}) x{joined.text} GROUP BY 1, 2",
+            (*inner_params, *joined.params),
+        ).fetchall()
+        grouped, _ = _fold(rows)
+        total_rows = conn.execute(
+            f"SELECT {outer_value}, count(DISTINCT x.person_id) FROM ({inner}) x{joined.text} GROUP BY 1",
+            (*inner_params, *joined.params),
+        ).fetchall()
+        totals = {r[0]: r[1] for r in total_rows}
+        overall = conn.execute(f"SELECT count(DISTINCT x.person_id) FROM ({inner}) x", inner_params).fetchone()[0]
+        return grouped, totals, overall
+
+    # new_persons
+    conditions = [Sql("p.project_id = ?", (project_id,))]
+    if spec.after:
+        conditions.append(Sql("p.created_at >= ?", (format_time(spec.after),)))
+    if spec.before:
+        conditions.append(Sql("p.created_at < ?", (format_time(spec.before),)))
+    conditions.append(where)
+    person_where = Sql(" AND ".join(c.text for c in conditions), tuple(v for c in conditions for v in c.params))
+    if attribute:
+        breakdown = "b.value"
+        joined = Sql(" LEFT JOIN person_attributes b ON b.person_id = p.id AND b.key = ? AND b.kind != 'unset'", (attribute,))
+    else:
+        breakdown, joined = "NULL", Sql("")
+    rows = conn.execute(
+        f"SELECT {_bucket(spec.interval, 'p.created_at')}, {breakdown}, count(*) FROM persons p{joined.text}"
+        f" WHERE {person_where.text} GROUP BY 1, 2",
+        (*joined.params, *person_where.params),
+    ).fetchall()
+    grouped, totals = _fold(rows)
+    return grouped, totals, sum(totals.values())
+
+
+def _fold(rows: list[Any]) -> tuple[dict[str | None, dict[str, int]], dict[str | None, int]]:
+    grouped: dict[str | None, dict[str, int]] = {}
+    totals: dict[str | None, int] = {}
+    for period, value, number in rows:
+        grouped.setdefault(value, {})[period] = number
+        totals[value] = totals.get(value, 0) + number
+    return grouped, totals
+
+
+def _periods(spec: CountSpec, grouped: dict[str | None, dict[str, int]], now: datetime) -> list[str]:
+    if spec.interval is None:
+        return [""] if grouped else []
+    seen = sorted({period for counts in grouped.values() for period in counts})
+    start = _period_of(spec.interval, spec.after) if spec.after else (seen[0] if seen else None)
+    if start is None:
+        return []
+    end_moment = spec.before - timedelta(microseconds=1) if spec.before else now
+    end = max(_period_of(spec.interval, end_moment), seen[-1] if seen else "")
+    periods = []
+    current = date.fromisoformat(start)
+    last = date.fromisoformat(end)
+    while current <= last:
+        periods.append(current.isoformat())
+        if len(periods) > MAX_PERIODS:
+            raise FilterError([("interval", f"the range covers more than {MAX_PERIODS} {spec.interval}s; use a longer interval or a shorter range")])
+        current = _next(spec.interval, current)
+    return periods
+
+
+def _period_of(interval: Interval, moment: datetime) -> str:
+    day = moment.astimezone(timezone.utc).date()
+    if interval == "week":
+        day -= timedelta(days=day.weekday())
+    elif interval == "month":
+        day = day.replace(day=1)
+    return day.isoformat()
+
+
+def _next(interval: Interval, current: date) -> date:
+    if interval == "day":
+        return current + timedelta(days=1)
+    if interval == "week":
+        return current + timedelta(days=7)
+    return (current.replace(day=28) + timedelta(days=4)).replace(day=1)

@@ -1,0 +1,79 @@
+"""Persons as lists and lists show them: filtered pages, and the short form (display name, avatar)
+shown wherever a session or an event names its person (identity-rules.md §5)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+
+from idstitch.attributes import OpKind
+from idstitch.display import avatar_url, display_name
+from idstitch.query.compiler import Sql
+from idstitch.store import reads
+from idstitch.store.reads import Page, decode_cursor, encode_cursor
+
+_decode = msgspec.json.Decoder().decode
+_SHOWN_KEYS = ("highlightDisplayName", "name", "email", "avatar")
+_CHUNK = 500
+
+
+def summaries(conn: sqlite3.Connection, person_ids: Iterable[str | None]) -> dict[str, dict[str, Any]]:
+    """`{person_id: {id, display_name, avatar_url, is_identified, user_ids}}`, three queries per 500."""
+    ids = list(dict.fromkeys(p for p in person_ids if p))
+    out: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        marks = ",".join("?" * len(chunk))
+        identified = dict(conn.execute(f"SELECT id, is_identified FROM persons WHERE id IN ({marks})", chunk).fetchall())
+        shown: dict[str, dict[str, Any]] = {i: {} for i in chunk}
+        for person_id, key, value in conn.execute(
+            f"SELECT person_id, key, value FROM person_attributes WHERE person_id IN ({marks})"
+            f" AND key IN ({','.join('?' * len(_SHOWN_KEYS))}) AND kind != ?",
+            (*chunk, *_SHOWN_KEYS, OpKind.UNSET.value),
+        ):
+            shown[person_id][key] = _decode(value) if value is not None else None
+        user_ids: dict[str, list[str]] = {i: [] for i in chunk}
+        for person_id, distinct_id in conn.execute(
+            f"SELECT person_id, distinct_id FROM distinct_ids WHERE person_id IN ({marks}) AND is_user_id = 1"
+            " ORDER BY created_at, distinct_id",
+            chunk,
+        ):
+            user_ids[person_id].append(distinct_id)
+        for person_id in chunk:
+            if person_id not in identified:
+                continue
+            out[person_id] = {
+                "id": person_id,
+                "display_name": display_name(person_id, shown[person_id], user_ids[person_id]),
+                "avatar_url": avatar_url(shown[person_id]),
+                "is_identified": bool(identified[person_id]),
+                "user_ids": user_ids[person_id],
+            }
+    return out
+
+
+def persons_page(conn: sqlite3.Connection, project_id: int, where: Sql, limit: int, cursor: str | None) -> Page:
+    """Persons the filter keeps, newest first, as full persons (ids, properties, display name)."""
+    sql = f"SELECT p.id, p.created_at FROM persons p WHERE p.project_id = ? AND {where.text}"
+    params: list[Any] = [project_id, *where.params]
+    if cursor:
+        created_at, person_id = decode_cursor(cursor, 2)
+        sql += " AND (p.created_at, p.id) < (?, ?)"
+        params += [created_at, person_id]
+    rows = conn.execute(sql + " ORDER BY p.created_at DESC, p.id DESC LIMIT ?", (*params, limit + 1)).fetchall()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    results = [found for row in rows if (found := reads.person(conn, project_id, row[0])) is not None]
+    return Page(results, encode_cursor(rows[-1][1], rows[-1][0]) if more else None)
+
+
+def distinct_ids_of(conn: sqlite3.Connection, project_id: int, person_id: str) -> list[str]:
+    return [
+        r[0]
+        for r in conn.execute(
+            "SELECT distinct_id FROM distinct_ids WHERE project_id = ? AND person_id = ?", (project_id, person_id)
+        )
+    ]

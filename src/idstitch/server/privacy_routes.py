@@ -1,0 +1,318 @@
+"""Privacy and security routes (secret key only): lookup, export and erasure of a person, the
+suppression counters, the read-only audit log, and secret-key administration.
+
+Every export, lookup, erasure and key change is written to the audit log with the key that
+asked; the audit entry names the person only by a keyed hash (store/privacy.py).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict, Field
+
+from idstitch.errors import Conflict, IdstitchError, InvalidRequest, NotFound
+from idstitch.ingest.pipeline import WriteContext
+from idstitch.server import schemas
+from idstitch.server.api_routes import Key
+from idstitch.server.state import AppState
+from idstitch.store import privacy
+from idstitch.store.privacy import Selector
+from idstitch.store.projects import SecretKey
+
+T = TypeVar("T")
+router = APIRouter(prefix="/api", tags=["privacy"])
+
+MAX_SELECTOR_LENGTH = 1000
+_SQLITE_MAX_INT = 2**63 - 1
+
+
+# -- shapes ----------------------------------------------------------------------------------
+
+
+class PrivacyEvent(BaseModel):
+    uuid: str
+    distinct_id: str
+    event: str
+    timestamp: str
+    received_at: str
+    session_id: str | None
+    properties: dict[str, Any]
+    operations: dict[str, Any]
+
+
+class Session(BaseModel):
+    session_id: str
+    distinct_ids: list[str]
+    started_at: str
+    ended_at: str
+    event_count: int
+    identified: bool = Field(description="An identify happened in this session.")
+    event_uuids: list[str]
+
+
+class PersonRecord(schemas.Person):
+    attributes: list[schemas.Attribute]
+    sessions: list[Session]
+    events: list[PrivacyEvent] = Field(description="Every event of every id of the person, oldest first.")
+    links: list[schemas.Link]
+    warnings: list[schemas.IngestionWarning] = Field(description="Warnings that mention the person's ids or email.")
+    dead_letters: list[schemas.DeadLetter] = Field(description="Rejected events that mention the person's ids or email.")
+
+
+class Lookup(BaseModel):
+    query: dict[str, str]
+    persons: list[PersonRecord]
+    unattributed_events: list[PrivacyEvent] = Field(
+        description="Events of the named id that no person owns (`$process_person_profile: false`, `identified_only`)."
+    )
+    unattributed_sessions: list[Session]
+    unattributed_warnings: list[schemas.IngestionWarning]
+    unattributed_dead_letters: list[schemas.DeadLetter]
+
+
+class Export(Lookup):
+    format: str
+    project_id: int
+    exported_at: str
+
+
+class DeleteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    distinct_id: str | None = Field(None, min_length=1, max_length=MAX_SELECTOR_LENGTH)
+    user_id: str | None = Field(None, min_length=1, max_length=MAX_SELECTOR_LENGTH)
+    email: str | None = Field(None, min_length=1, max_length=MAX_SELECTOR_LENGTH)
+    person_id: str | None = Field(None, min_length=1, max_length=MAX_SELECTOR_LENGTH)
+    suppress: bool = Field(False, description="Drop (and count) later events from the person's ids; keep only keyed hashes of them.")
+    keep_anonymised_counts: bool = Field(
+        False, description="Keep the events for totals, under a random token, without ids, properties or sessions."
+    )
+
+
+class Erased(BaseModel):
+    persons: int
+    distinct_ids: int
+    attributes: int
+    events_deleted: int
+    events_anonymised: int
+    links: int
+    warnings: int
+    dead_letters: int
+    audit_entries_redacted: int
+    suppressed_ids: int
+
+
+class DeleteResponse(BaseModel):
+    erased: Erased
+    suppress: bool
+    keep_anonymised_counts: bool
+
+
+class SuppressionStats(BaseModel):
+    suppressed_ids: int = Field(description="Distinct ids whose events are dropped (stored only as keyed hashes).")
+    dropped_events: int = Field(description="Events dropped since, because they carried a suppressed id.")
+    last_dropped_at: str | None
+
+
+class SuppressionCheck(BaseModel):
+    suppressed: bool
+
+
+class AuditEntry(BaseModel):
+    id: int
+    actor: str = Field(description="`admin:<key id>`, `cli`, or `ingest`.")
+    action: str
+    details: dict[str, Any]
+    created_at: str
+
+
+class AuditPage(BaseModel):
+    results: list[AuditEntry]
+    next: str | None
+
+
+class KeyInfo(BaseModel):
+    id: int
+    label: str
+    created_at: str
+    revoked_at: str | None
+
+
+class CreatedKey(KeyInfo):
+    secret: str = Field(description="The key itself. Shown this once: only its hash is stored.")
+
+
+class KeyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    label: str = Field("api", min_length=1, max_length=200)
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _state(request: Request) -> AppState:
+    return request.app.state.idstitch
+
+
+def _actor(key: SecretKey) -> str:
+    return f"admin:{key.id}"
+
+
+def _http_error(error: IdstitchError) -> HTTPException:
+    status = {NotFound: 404, Conflict: 409, InvalidRequest: 400}.get(type(error), 400)
+    return HTTPException(status, str(error))
+
+
+async def _read(request: Request, fn: Callable[[sqlite3.Connection], T]) -> T:
+    state = _state(request)
+    try:
+        return await run_in_threadpool(lambda: fn(state.reader()))
+    except IdstitchError as error:
+        raise _http_error(error) from None
+
+
+async def _write(request: Request, fn: Callable[[WriteContext], T]) -> T:
+    try:
+        return await _state(request).writer.write(fn)
+    except IdstitchError as error:
+        raise _http_error(error) from None
+
+
+def _selector(**given: str | None) -> Selector:
+    try:
+        return Selector.one_of(**given)
+    except IdstitchError as error:
+        raise _http_error(error) from None
+
+
+SelectorParam = Annotated[str | None, Query(min_length=1, max_length=MAX_SELECTOR_LENGTH)]
+
+
+async def _audited_lookup(request: Request, key: SecretKey, selector: Selector, action: str, export: bool) -> dict[str, Any]:
+    state = _state(request)
+
+    def read(conn: sqlite3.Connection) -> dict[str, Any]:
+        if export:
+            return privacy.export_document(conn, key.project_id, selector, state.now())
+        return privacy.lookup(conn, key.project_id, selector)
+
+    document = await _read(request, read)
+
+    def audit(context: WriteContext) -> None:
+        details = {**privacy.audit_selector(context.conn, key.project_id, selector), "persons": len(document["persons"])}
+        privacy.write_audit(context.conn, key.project_id, _actor(key), action, details, context.now())
+
+    await _write(request, audit)
+    return document
+
+
+# -- routes ----------------------------------------------------------------------------------
+
+
+@router.get("/privacy/persons", response_model=Lookup)
+async def lookup_person(
+    request: Request,
+    key: Key,
+    distinct_id: SelectorParam = None,
+    user_id: SelectorParam = None,
+    email: SelectorParam = None,
+    person_id: SelectorParam = None,
+) -> Any:
+    """Everything held about the person(s) named by exactly one of `distinct_id` (any of its
+    ids), `user_id`, `email` (the `email` attribute, or an id equal to it) or `person_id`: ids,
+    attributes, sessions, events, links, and the warnings and dead letters that mention them.
+    Logged in the audit log."""
+    selector = _selector(distinct_id=distinct_id, user_id=user_id, email=email, person_id=person_id)
+    return await _audited_lookup(request, key, selector, "lookup", export=False)
+
+
+@router.get("/privacy/export", response_model=Export)
+async def export_person(
+    request: Request,
+    response: Response,
+    key: Key,
+    distinct_id: SelectorParam = None,
+    user_id: SelectorParam = None,
+    email: SelectorParam = None,
+    person_id: SelectorParam = None,
+) -> Any:
+    """The lookup as one downloadable JSON document (a subject access request's answer).
+    Logged in the audit log."""
+    selector = _selector(distinct_id=distinct_id, user_id=user_id, email=email, person_id=person_id)
+    response.headers["Content-Disposition"] = 'attachment; filename="idstitch-person-export.json"'
+    return await _audited_lookup(request, key, selector, "export", export=True)
+
+
+@router.post("/privacy/delete", response_model=DeleteResponse)
+async def delete_person(request: Request, key: Key, body: DeleteRequest) -> Any:
+    """Erase the person(s) named by exactly one selector: persons, id mapping, attributes,
+    events, links, and the warnings and dead letters holding their data; mentions in the audit
+    log are replaced by keyed hashes. `suppress`: later events from their ids are dropped and
+    counted. `keep_anonymised_counts`: events stay for totals, without ids or properties.
+    404 when nothing is held (and `suppress` is off). Logged in the audit log."""
+    selector = _selector(distinct_id=body.distinct_id, user_id=body.user_id, email=body.email, person_id=body.person_id)
+    report = await _write(
+        request,
+        lambda context: privacy.erase(
+            context.conn, key.project_id, selector, actor=_actor(key), now=context.now(),
+            suppress=body.suppress, keep_anonymised_counts=body.keep_anonymised_counts,
+        ),
+    )
+    await run_in_threadpool(privacy.checkpoint, _state(request).config.database)
+    return {"erased": report.to_json(), "suppress": body.suppress, "keep_anonymised_counts": body.keep_anonymised_counts}
+
+
+@router.get("/privacy/suppressions", response_model=SuppressionStats)
+async def suppressions(request: Request, key: Key) -> Any:
+    """How many ids are suppressed and how many events were dropped because of them."""
+    return await _read(request, lambda conn: privacy.suppression_stats(conn, key.project_id))
+
+
+@router.get("/privacy/suppressions/check", response_model=SuppressionCheck)
+async def check_suppression(
+    request: Request, key: Key, distinct_id: Annotated[str, Query(min_length=1, max_length=MAX_SELECTOR_LENGTH)]
+) -> Any:
+    """Whether events from this distinct id are dropped (answered from its keyed hash)."""
+    return {"suppressed": await _read(request, lambda conn: privacy.is_suppressed(conn, key.project_id, distinct_id))}
+
+
+@router.get("/audit-log", response_model=AuditPage)
+async def audit_log(
+    request: Request,
+    key: Key,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> Any:
+    """Admin actions, newest first: merges, splits, settings changes, lookups, exports,
+    erasures and key changes, each with the key that asked. Read-only: the API has no way to
+    change or remove an entry."""
+    page = await _read(request, lambda conn: privacy.audit_page(conn, key.project_id, limit, cursor))
+    return {"results": page.results, "next": page.next_cursor}
+
+
+@router.get("/keys", response_model=list[KeyInfo])
+async def list_keys(request: Request, key: Key) -> Any:
+    """The project's secret keys by id and label (never the secrets: only hashes are stored)."""
+    return await _read(request, lambda conn: privacy.list_secret_keys(conn, key.project_id))
+
+
+@router.post("/keys", response_model=CreatedKey, status_code=201)
+async def create_key(request: Request, key: Key, body: KeyRequest | None = None) -> Any:
+    """Create a secret key; the answer holds the secret, shown this once."""
+    label = body.label if body is not None else "api"
+    return await _write(
+        request, lambda context: privacy.create_secret_key(context.conn, key.project_id, label, _actor(key), context.now())
+    )
+
+
+@router.delete("/keys/{key_id}", response_model=KeyInfo)
+async def revoke_key(request: Request, key: Key, key_id: Annotated[int, Path(ge=1, le=_SQLITE_MAX_INT)]) -> Any:
+    """Revoke a secret key: it stops working with the next request. The last active key cannot
+    be revoked (409): create another first."""
+    return await _write(
+        request, lambda context: privacy.revoke_secret_key(context.conn, key.project_id, key_id, _actor(key), context.now())
+    )

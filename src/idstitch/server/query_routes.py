@@ -1,0 +1,375 @@
+"""The query API (secret key): sessions, filtered persons and events, counts, saved segments,
+identity lookups, and attribute updates without an event.
+
+Bad input of any kind (a filter, a parameter, a time) gets a 400 whose body names each problem:
+`{"detail": "filter.and[1].op: ...", "errors": [{"path": "filter.and[1].op", "reason": "..."}]}`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
+
+import msgspec
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+
+from idstitch.engine import Batch, CommandResult
+from idstitch.errors import Conflict, IdstitchError, NotFound
+from idstitch.ingest import native
+from idstitch.ingest.pipeline import WriteContext
+from idstitch.outcomes import Rejection
+from idstitch.query import counts, events, lookups, people, segments, sessions
+from idstitch.query.compiler import EVENTS, PERSONS, SESSIONS, Compiler, where_clause
+from idstitch.query.filters import FilterError, error_path, error_reason, parse_filter
+from idstitch.query.moments import parse_moment
+from idstitch.query.patterns import PatternGuard
+from idstitch.server import query_schemas as schemas
+from idstitch.server.api_routes import Key
+from idstitch.server.state import AppState
+from idstitch.store import reads
+from idstitch.store.projects import SecretKey
+
+T = TypeVar("T")
+
+
+class _QueryRoute(APIRoute):
+    """Answers every invalid request with 400 and a list of (path, reason), not FastAPI's 422."""
+
+    def get_route_handler(self) -> Callable[[Request], Any]:
+        handler = super().get_route_handler()
+
+        async def run(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as error:
+                problems = [(error_path(_strip_source(e["loc"])), error_reason(e)) for e in error.errors()]
+                return _bad_request(problems)
+            except FilterError as error:
+                return _bad_request(error.problems)
+
+        return run
+
+
+def _strip_source(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    return loc[1:] if loc and loc[0] in ("body", "query", "path") else loc
+
+
+def _bad_request(problems: list[tuple[str, str]]) -> JSONResponse:
+    return JSONResponse(
+        {
+            "detail": "; ".join(f"{path}: {reason}" for path, reason in problems),
+            "errors": [{"path": path, "reason": reason} for path, reason in problems],
+        },
+        status_code=400,
+    )
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "The request or its filter is invalid; `errors` lists each path and reason."},
+    401: {"description": "No valid secret key."},
+}
+router = APIRouter(prefix="/api", tags=["query"], route_class=_QueryRoute, responses=_ERRORS)
+
+
+def _state(request: Request) -> AppState:
+    return request.app.state.idstitch
+
+
+def _http_error(error: IdstitchError) -> HTTPException:
+    return HTTPException({NotFound: 404, Conflict: 409}.get(type(error), 400), str(error))
+
+
+async def _query(request: Request, key: SecretKey, fn: Callable[[sqlite3.Connection, Compiler], T]) -> T:
+    """Run `fn` on this thread's read connection, with a compiler and a regex time budget."""
+    state = _state(request)
+    now = state.now()
+
+    def run() -> T:
+        conn = state.reader()
+        guard = PatternGuard()
+        guard.install(conn)
+        try:
+            return fn(conn, Compiler(conn, key.project_id, now))
+        except sqlite3.OperationalError:
+            if guard.exhausted_by is not None:
+                raise FilterError([(
+                    "filter",
+                    f"regex {guard.exhausted_by!r} spent more than {guard.budget:g} s of this query;"
+                    " use a simpler pattern or narrow the query first",
+                )]) from None
+            raise
+
+    try:
+        return await run_in_threadpool(run)
+    except FilterError:
+        raise
+    except IdstitchError as error:
+        raise _http_error(error) from None
+
+
+async def _write(request: Request, fn: Callable[[WriteContext], T]) -> T:
+    try:
+        return await _state(request).writer.write(fn)
+    except FilterError:
+        raise
+    except IdstitchError as error:
+        raise _http_error(error) from None
+
+
+def _moment(text: str | None, path: str, now: datetime) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        return parse_moment(text, now)
+    except ValueError as error:
+        raise FilterError([(path, str(error))]) from None
+
+
+def _page(page: reads.Page) -> dict[str, Any]:
+    return {"results": page.results, "next": page.next_cursor}
+
+
+# -- persons ------------------------------------------------------------------------------------
+
+
+@router.post("/persons/query", response_model=schemas.PersonPage)
+async def query_persons(request: Request, key: Key, body: schemas.PersonQuery) -> Any:
+    """Persons the filter (and saved segment) keeps, newest first, paged."""
+
+    def run(conn: sqlite3.Connection, compiler: Compiler) -> reads.Page:
+        where = where_clause(compiler, PERSONS, body.filter, body.segment_id)
+        return people.persons_page(conn, key.project_id, where, body.limit, body.cursor)
+
+    return _page(await _query(request, key, run))
+
+
+@router.get("/identity", response_model=schemas.IdentityLookup)
+async def identity(
+    request: Request,
+    key: Key,
+    distinct_id: Annotated[str | None, Query(description="Any distinct id: anonymous, device or user id.")] = None,
+    email: Annotated[str | None, Query(description="An email address (matched ignoring ASCII case).")] = None,
+) -> Any:
+    """Heap's identity lookup: from a distinct id to its person, user ids and all ids (404 if no
+    person owns it), or from an email to every person that has it."""
+    if (distinct_id is None) == (email is None):
+        raise FilterError([("distinct_id", "give exactly one of `distinct_id` or `email`")])
+    if distinct_id is not None:
+        found = await _query(request, key, lambda conn, _: lookups.by_distinct_id(conn, key.project_id, distinct_id))
+        if found is None:
+            raise HTTPException(404, f"No person owns distinct id {distinct_id!r}")
+        return {"distinct_id": distinct_id, "is_user_id": found["is_user_id"], "persons": [found["person"]]}
+    assert email is not None
+    persons = await _query(request, key, lambda conn, _: lookups.by_email(conn, key.project_id, email))
+    return {"email": email, "persons": persons}
+
+
+@router.post("/persons/attributes", response_model=schemas.AttributeUpdateResult)
+async def update_attributes(request: Request, key: Key, body: schemas.AttributeUpdate) -> Any:
+    """Change a known person's attributes without an event of theirs (Heap's `add_user_properties`).
+
+    The operations travel as a `$set` event through the writer and the engine, exactly like
+    `POST /ingest/attributes`: the same order (set_once, set, unset, add, append, union, remove),
+    the same time rules, limits, PII rules and warnings. 404 if no person owns the id."""
+    state = _state(request)
+    project = state.project(key.project_id)
+    message = {"type": "attributes", **body.model_dump(exclude_none=True)}
+    if not set(message) & {"set", "set_once", "unset", "add", "append", "union", "remove"}:
+        raise FilterError([("body", "give at least one of set, set_once, unset, add, append, union, remove")])
+    command = native.message_command(message, None, state.now())
+    if isinstance(command, Rejection):
+        raise FilterError([("body", command.reason)])
+
+    def apply(context: WriteContext) -> CommandResult:
+        store = context.persons(project.id)
+        if store.person_of(body.distinct_id) is None:
+            raise NotFound(f"No person owns distinct id {body.distinct_id!r}")
+        batch = Batch(store, project.id, project.settings, context.now)
+        result = batch.apply(command)
+        batch.flush()
+        store.audit(
+            f"admin:{key.id}", "set_attributes",
+            {"distinct_id": body.distinct_id, "event_uuid": command.event.uuid, "keys": sorted(command.event.ops.keys())},
+        )
+        return result
+
+    result = await _write(request, apply)
+
+    def person(conn: sqlite3.Connection, _: Compiler) -> dict[str, Any] | None:
+        person_id = reads.person_id_for_distinct_id(conn, key.project_id, body.distinct_id)
+        return reads.person(conn, key.project_id, person_id) if person_id else None
+
+    found = await _query(request, key, person)
+    if found is None:  # pragma: no cover - the write above just saw it
+        raise HTTPException(404, f"No person owns distinct id {body.distinct_id!r}")
+    return {
+        "person": found,
+        "event_uuid": command.event.uuid,
+        "warnings": [{"type": w.type.value, "details": w.details} for w in result.warnings],
+    }
+
+
+# -- sessions -----------------------------------------------------------------------------------
+
+
+async def _sessions(request: Request, key: SecretKey, query: schemas.SessionQuery) -> dict[str, Any]:
+    now = _state(request).now()
+    after, before = _moment(query.after, "after", now), _moment(query.before, "before", now)
+
+    def run(conn: sqlite3.Connection, compiler: Compiler) -> reads.Page:
+        where = where_clause(compiler, SESSIONS, query.filter, query.segment_id)
+        return sessions.sessions_page(
+            conn, key.project_id, where, person_id=query.person_id, distinct_id=query.distinct_id,
+            after=after, before=before, identified=query.identified, inferred=query.inferred,
+            limit=query.limit, cursor=query.cursor,
+        )
+
+    return _page(await _query(request, key, run))
+
+
+@router.get("/sessions", response_model=schemas.SessionPage)
+async def list_sessions(
+    request: Request,
+    key: Key,
+    person_id: str | None = None,
+    distinct_id: str | None = None,
+    after: Annotated[str | None, Query(description="Started at or after. ISO-8601 or relative (-7d).")] = None,
+    before: Annotated[str | None, Query(description="Started before. ISO-8601 or relative.")] = None,
+    identified: bool | None = None,
+    inferred: bool | None = None,
+    segment_id: Annotated[int | None, Query(ge=1)] = None,
+    filter: Annotated[str | None, Query(description="A filter document as JSON text (see POST /api/sessions/query).")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: str | None = None,
+) -> Any:
+    """Sessions, newest first: person (with display name and avatar), distinct ids, first and last
+    time, event count, entry URL, and the `identified` / `inferred` flags."""
+    node = None
+    if filter is not None:
+        try:
+            document = msgspec.json.decode(filter)
+        except msgspec.DecodeError as error:
+            raise FilterError([("filter", f"not JSON: {error}")]) from None
+        node = parse_filter(document)
+    query = schemas.SessionQuery.model_construct(
+        filter=node, segment_id=segment_id, limit=limit, cursor=cursor, person_id=person_id,
+        distinct_id=distinct_id, after=after, before=before, identified=identified, inferred=inferred,
+    )
+    return await _sessions(request, key, query)
+
+
+@router.post("/sessions/query", response_model=schemas.SessionPage)
+async def query_sessions(request: Request, key: Key, body: schemas.SessionQuery) -> Any:
+    """Sessions with a filter document: `attribute` and `did` apply to the session's person,
+    `property` to any event of the session."""
+    return await _sessions(request, key, body)
+
+
+@router.get("/persons/{person_id}/sessions", response_model=schemas.SessionPage)
+async def person_sessions(
+    request: Request,
+    key: Key,
+    person_id: str,
+    identified: bool | None = None,
+    inferred: bool | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: str | None = None,
+) -> Any:
+    """The sessions any of the person's ids took part in, newest first; `inferred=true` answers
+    "which anonymous sessions became this customer"."""
+    found = await _query(request, key, lambda conn, _: reads.person(conn, key.project_id, person_id))
+    if found is None:
+        raise HTTPException(404, f"No person with id {person_id!r}")
+    query = schemas.SessionQuery(person_id=person_id, identified=identified, inferred=inferred, limit=limit, cursor=cursor)
+    return await _sessions(request, key, query)
+
+
+# -- events and counts --------------------------------------------------------------------------
+
+
+@router.post("/events/query", response_model=schemas.QueriedEventPage)
+async def query_events(request: Request, key: Key, body: schemas.EventQuery) -> Any:
+    """Events the filter keeps, newest first, each with its person (resolved now)."""
+    now = _state(request).now()
+    after, before = _moment(body.after, "after", now), _moment(body.before, "before", now)
+
+    def run(conn: sqlite3.Connection, compiler: Compiler) -> reads.Page:
+        where = where_clause(compiler, EVENTS, body.filter, body.segment_id)
+        return events.events_page(
+            conn, key.project_id, where, names=body.events, person_id=body.person_id, distinct_id=body.distinct_id,
+            session_id=body.session_id, after=after, before=before, limit=body.limit, cursor=body.cursor,
+        )
+
+    return _page(await _query(request, key, run))
+
+
+@router.post("/counts", response_model=schemas.CountResult)
+async def count(request: Request, key: Key, body: schemas.CountQuery) -> Any:
+    """Events, unique persons or new persons per day, week or month, optionally broken down by a
+    person attribute or an event property (e.g. sign-ups per `plan`)."""
+    now = _state(request).now()
+    spec = counts.CountSpec(
+        measure=body.measure,
+        events=tuple(body.events),
+        interval=body.interval,
+        after=_moment(body.after, "after", now),
+        before=_moment(body.before, "before", now),
+        breakdown_attribute=body.breakdown.attribute if body.breakdown else None,
+        breakdown_property=body.breakdown.property if body.breakdown else None,
+        breakdown_limit=body.breakdown_limit,
+    )
+    target = PERSONS if body.measure == "new_persons" else EVENTS
+
+    def run(conn: sqlite3.Connection, compiler: Compiler) -> dict[str, Any]:
+        where = where_clause(compiler, target, body.filter, body.segment_id)
+        return counts.count(conn, key.project_id, spec, where, now)
+
+    return await _query(request, key, run)
+
+
+# -- segments -----------------------------------------------------------------------------------
+
+
+@router.get("/segments", response_model=list[schemas.Segment])
+async def list_segments(request: Request, key: Key) -> Any:
+    """The project's saved segments, by name."""
+    return await _query(request, key, lambda conn, _: segments.list_segments(conn, key.project_id))
+
+
+@router.post("/segments", response_model=schemas.Segment, status_code=201)
+async def create_segment(request: Request, key: Key, body: schemas.SegmentIn) -> Any:
+    """Save a named filter; use it as `segment_id` in any query or `{"segment": id}` in a filter."""
+    state = _state(request)
+
+    def store(context: WriteContext) -> dict[str, Any]:
+        created = segments.create_segment(context.conn, key.project_id, body.name, body.description, body.filter, state.now())
+        context.persons(key.project_id).audit(f"admin:{key.id}", "create_segment", {"id": created["id"], "name": body.name})
+        return created
+
+    return await _write(request, store)
+
+
+@router.get("/segments/{segment_id}", response_model=schemas.Segment)
+async def get_segment(request: Request, key: Key, segment_id: int) -> Any:
+    found = await _query(request, key, lambda conn, _: segments.get_segment(conn, key.project_id, segment_id))
+    if found is None:
+        raise HTTPException(404, f"No segment with id {segment_id}")
+    return found
+
+
+@router.delete("/segments/{segment_id}", status_code=204)
+async def delete_segment(request: Request, key: Key, segment_id: int) -> Response:
+    """Delete a saved segment (409 while another segment uses it)."""
+
+    def remove(context: WriteContext) -> None:
+        removed = segments.delete_segment(context.conn, key.project_id, segment_id)
+        context.persons(key.project_id).audit(f"admin:{key.id}", "delete_segment", {"id": segment_id, "name": removed["name"]})
+
+    await _write(request, remove)
+    return Response(status_code=204)

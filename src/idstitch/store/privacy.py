@@ -1,0 +1,830 @@
+"""Privacy (identity-rules.md §7): find everything held about a person, export it, erase it, and
+keep erased ids out; plus the audit log and secret-key administration that guard those actions.
+
+Every function is `fn(conn, project_id, ...)`: reads take a read-only connection, writes the
+writer's connection inside its transaction (ingest/pipeline.py), so an erasure is ordered with
+ingestion and a suppressed id cannot slip in between.
+
+What is held about a person, and where:
+
+    persons, distinct_ids, person_attributes      the person itself            deleted
+    events (by distinct id)                       its events                   deleted, or anonymised
+    links (by distinct or person id)              why its ids are one person   deleted
+    warnings, dead_letters (JSON mentioning it)   refusals and rejects         deleted
+    sessions (by id, or listing its ids)          its sessions' summaries      deleted, rebuilt from others' events
+    segments (definition mentioning it)           saved filters naming it      deleted
+    audit_log (JSON mentioning it)                admin actions on it          redacted in place
+    suppressions                                  keyed hashes of its ids      added on request
+
+A suppression keeps only HMAC-SHA256(project key, distinct id): it answers "was this id
+erased?" for an id you already hold, and nothing else. The key is per project
+(`privacy_keys`, created with the project), so the hashes of two projects never match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import sqlite3
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from idstitch.clock import format_time
+from idstitch.errors import Conflict, InvalidRequest, NotFound
+from idstitch.outcomes import Rejection
+from idstitch.store import reads
+from idstitch.store.projects import add_secret_key, hash_key
+from idstitch.store.sqlite import encode_json
+
+_decode = msgspec.json.Decoder().decode
+
+SELECTOR_KINDS = ("distinct_id", "user_id", "email", "person_id")
+HASH_PREFIX = "hmac-sha256:"
+# Ids at least this long are also searched for inside longer strings (URLs, messages); shorter
+# ones only as whole JSON strings, so erasing "u-1" does not touch what mentions "u-10".
+CONTAINED_ID_LENGTH = 8
+# Bound the number of SQL variables per statement (SQLite's default limit is 32,766).
+_CHUNK = 400
+
+SUPPRESSED = Rejection("dropped: this distinct id belongs to a person erased with suppression")
+
+
+# -- selectors -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Selector:
+    """Who is asked about: exactly one of a distinct id, a user id, an email or a person id."""
+
+    kind: str
+    value: str
+
+    @classmethod
+    def one_of(cls, **given: str | None) -> Selector:
+        chosen = [(k, v) for k, v in given.items() if v is not None]
+        unknown = [k for k, _ in chosen if k not in SELECTOR_KINDS]
+        if unknown:
+            raise InvalidRequest(f"Unknown selector {unknown[0]!r}; use one of {', '.join(SELECTOR_KINDS)}")
+        if len(chosen) != 1:
+            raise InvalidRequest(f"Give exactly one of {', '.join(SELECTOR_KINDS)}; got {len(chosen)}")
+        kind, value = chosen[0]
+        if not isinstance(value, str) or not value or len(value) > 1000 or "\x00" in value:
+            raise InvalidRequest(f"`{kind}` must be a non-empty string of at most 1000 characters without NUL")
+        return cls(kind, value)
+
+    def as_json(self) -> dict[str, str]:
+        return {self.kind: self.value}
+
+
+# -- keyed hashes ----------------------------------------------------------------------------
+
+
+def privacy_key(conn: sqlite3.Connection, project_id: int) -> bytes:
+    row = conn.execute("SELECT hmac_key FROM privacy_keys WHERE project_id = ?", (project_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"Project {project_id} has no privacy key")
+    return bytes.fromhex(row[0])
+
+
+def keyed_hash(key: bytes, value: str) -> str:
+    """HMAC-SHA256 of an id; `surrogatepass` so no string can make hashing fail."""
+    return hmac.digest(key, value.encode("utf-8", "surrogatepass"), hashlib.sha256).hex()
+
+
+# -- finding a person ------------------------------------------------------------------------
+
+
+def find_person_ids(conn: sqlite3.Connection, project_id: int, selector: Selector) -> list[str]:
+    """The persons the selector names: by any distinct id, by user id, by email, or by id."""
+    kind, value = selector.kind, selector.value
+    if kind == "person_id":
+        rows = conn.execute("SELECT id FROM persons WHERE id = ? AND project_id = ?", (value, project_id))
+    elif kind == "distinct_id":
+        rows = conn.execute(
+            "SELECT person_id FROM distinct_ids WHERE project_id = ? AND distinct_id = ?", (project_id, value)
+        )
+    elif kind == "user_id":
+        rows = conn.execute(
+            "SELECT person_id FROM distinct_ids WHERE project_id = ? AND distinct_id = ? AND is_user_id = 1",
+            (project_id, value),
+        )
+    else:
+        # The `email` attribute, case-insensitively (an index on lower(value) serves it), and a
+        # distinct id equal to the email: many sites identify by email.
+        rows = conn.execute(
+            "SELECT a.person_id FROM person_attributes a JOIN persons p ON p.id = a.person_id"
+            " WHERE a.key = 'email' AND lower(a.value) = lower(?) AND p.project_id = ?"
+            " UNION SELECT person_id FROM distinct_ids WHERE project_id = ? AND distinct_id IN (?, ?)",
+            (encode_json(value), project_id, project_id, value, value.lower()),
+        )
+    return sorted({r[0] for r in rows})
+
+
+def _distinct_ids_of(conn: sqlite3.Connection, person_ids: Sequence[str]) -> list[str]:
+    found: list[str] = []
+    for chunk in _chunks(person_ids):
+        marks = ",".join("?" * len(chunk))
+        found += [
+            r[0]
+            for r in conn.execute(
+                f"SELECT distinct_id FROM distinct_ids WHERE person_id IN ({marks}) ORDER BY created_at, distinct_id",
+                chunk,
+            )
+        ]
+    return found
+
+
+def _emails_of(conn: sqlite3.Connection, person_ids: Sequence[str]) -> list[str]:
+    emails: list[str] = []
+    for chunk in _chunks(person_ids):
+        marks = ",".join("?" * len(chunk))
+        for (value,) in conn.execute(
+            f"SELECT value FROM person_attributes WHERE key = 'email' AND person_id IN ({marks})", chunk
+        ):
+            decoded = _decode(value) if value is not None else None
+            if isinstance(decoded, str) and decoded:
+                emails.append(decoded)
+    return emails
+
+
+@dataclass(slots=True)
+class _Subject:
+    """Everything that identifies the persons a selector names, for searching and erasing."""
+
+    person_ids: list[str]
+    owned_ids: dict[str, list[str]]  # person id -> its distinct ids
+    loose_ids: list[str]  # ids named by the selector that no person owns (personless events)
+    emails: list[str]
+
+    @property
+    def distinct_ids(self) -> list[str]:
+        return [d for ids in self.owned_ids.values() for d in ids] + self.loose_ids
+
+    def needles(self) -> _Needles:
+        return _Needles.build(self.distinct_ids + self.person_ids, self.emails)
+
+
+def _subject(conn: sqlite3.Connection, project_id: int, selector: Selector) -> _Subject:
+    person_ids = find_person_ids(conn, project_id, selector)
+    owned = {p: _distinct_ids_of(conn, [p]) for p in person_ids}
+    all_owned = {d for ids in owned.values() for d in ids}
+    loose: list[str] = []
+    if selector.kind in ("distinct_id", "user_id") and selector.value not in all_owned:
+        loose.append(selector.value)
+    emails = _emails_of(conn, person_ids)
+    if selector.kind == "email":
+        emails.append(selector.value)
+    return _Subject(person_ids, owned, loose, sorted(set(emails), key=str.lower))
+
+
+# -- searching JSON columns for a person's ids -----------------------------------------------
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def _ascii_lower(text: str) -> str:
+    # SQLite's lower() folds ASCII only; fold the needle the same way so both sides agree.
+    return text.translate(_ASCII_LOWER)
+
+
+@dataclass(frozen=True, slots=True)
+class _Needles:
+    """What to look for: ids as whole JSON strings, emails and long ids anywhere in a string."""
+
+    exact: frozenset[str]
+    contained: tuple[str, ...]  # ASCII-lowered
+
+    @classmethod
+    def build(cls, ids: Iterable[str], emails: Iterable[str]) -> _Needles:
+        ids = [i for i in ids if i]
+        contained = {_ascii_lower(e) for e in emails if e}
+        contained |= {_ascii_lower(i) for i in ids if len(i) >= CONTAINED_ID_LENGTH}
+        return cls(frozenset(ids), tuple(sorted(contained)))
+
+    def __bool__(self) -> bool:
+        return bool(self.exact or self.contained)
+
+    def sql_patterns(self, json_column: bool) -> list[tuple[bool, str]]:
+        """(fold case?, substring) pairs for `instr` over a JSON (or plain text) column."""
+        patterns: list[tuple[bool, str]] = []
+        if json_column:
+            patterns += [(False, encode_json(i)) for i in sorted(self.exact)]
+            patterns += [(True, encode_json(c)[1:-1]) for c in self.contained]
+        else:
+            patterns += [(True, c) for c in self.contained]
+        return patterns
+
+    def matches(self, text: str) -> bool:
+        return text in self.exact or any(c in _ascii_lower(text) for c in self.contained)
+
+    def redact(self, value: Any, key: bytes) -> Any:
+        """`value` with every mention replaced by its keyed hash (for the audit log)."""
+        if isinstance(value, str):
+            if value in self.exact:
+                return HASH_PREFIX + keyed_hash(key, value)
+            folded = _ascii_lower(value)
+            for needle in self.contained:
+                while needle in folded:
+                    start = folded.index(needle)
+                    end = start + len(needle)
+                    replacement = HASH_PREFIX + keyed_hash(key, needle)
+                    value = value[:start] + replacement + value[end:]
+                    folded = folded[:start] + replacement + folded[end:]
+            return value
+        if isinstance(value, list):
+            return [self.redact(v, key) for v in value]
+        if isinstance(value, dict):
+            return {self.redact(k, key): self.redact(v, key) for k, v in value.items()}
+        return value
+
+
+_SEARCHED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    # table: (JSON columns, plain text columns)
+    "warnings": (("distinct_ids", "details"), ()),
+    "dead_letters": (("payload",), ("reason",)),
+    "audit_log": (("details",), ()),
+    "segments": (("filter",), ("name", "description")),
+}
+
+
+def _ids_mentioning(conn: sqlite3.Connection, table: str, project_id: int, needles: _Needles) -> list[int]:
+    """Row ids of `table` whose JSON (or text) columns mention one of the needles."""
+    if not needles:
+        return []
+    json_columns, text_columns = _SEARCHED[table]
+    tests: list[tuple[str, str]] = []
+    for column in json_columns:
+        tests += [(f"lower({column})" if fold else column, p) for fold, p in needles.sql_patterns(True)]
+    for column in text_columns:
+        tests += [(f"lower({column})" if fold else column, p) for fold, p in needles.sql_patterns(False)]
+    found: set[int] = set()
+    for chunk in _chunks(tests):
+        where = " OR ".join(f"instr({expr}, ?) > 0" for expr, _ in chunk)
+        found.update(
+            r[0]
+            for r in conn.execute(
+                f"SELECT id FROM {table} WHERE project_id = ? AND ({where})", (project_id, *(p for _, p in chunk))
+            )
+        )
+    return sorted(found)
+
+
+def _rows(conn: sqlite3.Connection, table: str, ids: Sequence[int]) -> list[sqlite3.Row]:
+    rows: list[sqlite3.Row] = []
+    for chunk in _chunks(ids):
+        marks = ",".join("?" * len(chunk))
+        rows += conn.execute(f"SELECT * FROM {table} WHERE id IN ({marks}) ORDER BY id", chunk).fetchall()
+    return rows
+
+
+# -- lookup and export -----------------------------------------------------------------------
+
+
+def _events(conn: sqlite3.Connection, project_id: int, distinct_ids: Sequence[str]) -> list[dict[str, Any]]:
+    rows: list[sqlite3.Row] = []
+    for chunk in _chunks(distinct_ids):
+        marks = ",".join("?" * len(chunk))
+        rows += conn.execute(
+            "SELECT seq, uuid, distinct_id, event, timestamp, received_at, session_id, properties, ops FROM events"
+            f" WHERE project_id = ? AND distinct_id IN ({marks})",
+            (project_id, *chunk),
+        ).fetchall()
+    rows.sort(key=lambda r: (r["timestamp"], r["seq"]))
+    return [
+        {
+            "uuid": r["uuid"],
+            "distinct_id": r["distinct_id"],
+            "event": r["event"],
+            "timestamp": r["timestamp"],
+            "received_at": r["received_at"],
+            "session_id": r["session_id"],
+            "properties": _decode(r["properties"]),
+            "operations": _decode(r["ops"]) if r["ops"] else {},
+        }
+        for r in rows
+    ]
+
+
+def sessions_of(events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The events grouped by session id, oldest session first (identity-rules.md §6)."""
+    sessions: dict[str, dict[str, Any]] = {}
+    for event in events:
+        session_id = event["session_id"]
+        if session_id is None:
+            continue
+        session = sessions.get(session_id)
+        if session is None:
+            session = sessions[session_id] = {
+                "session_id": session_id,
+                "distinct_ids": [],
+                "started_at": event["timestamp"],
+                "ended_at": event["timestamp"],
+                "event_count": 0,
+                "identified": False,
+                "event_uuids": [],
+            }
+        if event["distinct_id"] not in session["distinct_ids"]:
+            session["distinct_ids"].append(event["distinct_id"])
+        session["started_at"] = min(session["started_at"], event["timestamp"])
+        session["ended_at"] = max(session["ended_at"], event["timestamp"])
+        session["event_count"] += 1
+        session["identified"] = session["identified"] or event["event"] == "$identify"
+        session["event_uuids"].append(event["uuid"])
+    return sorted(sessions.values(), key=lambda s: (s["started_at"], s["session_id"]))
+
+
+def _warning(row: sqlite3.Row) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "type": row["type"],
+        "event_uuid": row["event_uuid"],
+        "distinct_ids": _decode(row["distinct_ids"]),
+        "details": _decode(row["details"]),
+        "created_at": row["created_at"],
+    }
+
+
+def _dead_letter(row: sqlite3.Row) -> dict[str, Any]:
+    return {"id": row["id"], "reason": row["reason"], "payload": _decode(row["payload"]), "received_at": row["received_at"]}
+
+
+def lookup(conn: sqlite3.Connection, project_id: int, selector: Selector) -> dict[str, Any]:
+    """Every person the selector names, with all its ids, attributes, sessions, events, links,
+    and the warnings and dead letters that mention it; events of named ids that no person owns
+    (`$process_person_profile: false`, `identified_only`) under `unattributed_events`."""
+    subject = _subject(conn, project_id, selector)
+    persons = []
+    for person_id in subject.person_ids:
+        found = reads.person(conn, project_id, person_id)
+        if found is None:  # pragma: no cover - read in the same snapshot
+            continue
+        needles = _Needles.build([*found["distinct_ids"], person_id], _emails_of(conn, [person_id]))
+        events = _events(conn, project_id, found["distinct_ids"])
+        persons.append(
+            {
+                **found,
+                "attributes": reads.attributes(conn, person_id),
+                "sessions": sessions_of(events),
+                "events": events,
+                "links": reads.links(conn, project_id, person_id),
+                "warnings": [_warning(r) for r in _rows(conn, "warnings", _ids_mentioning(conn, "warnings", project_id, needles))],
+                "dead_letters": [
+                    _dead_letter(r)
+                    for r in _rows(conn, "dead_letters", _ids_mentioning(conn, "dead_letters", project_id, needles))
+                ],
+            }
+        )
+    loose_events = _events(conn, project_id, subject.loose_ids)
+    loose_needles = _Needles.build(subject.loose_ids, [selector.value] if selector.kind == "email" else [])
+    return {
+        "query": selector.as_json(),
+        "persons": persons,
+        "unattributed_events": loose_events,
+        "unattributed_sessions": sessions_of(loose_events),
+        "unattributed_warnings": [
+            _warning(r) for r in _rows(conn, "warnings", _ids_mentioning(conn, "warnings", project_id, loose_needles))
+        ],
+        "unattributed_dead_letters": [
+            _dead_letter(r)
+            for r in _rows(conn, "dead_letters", _ids_mentioning(conn, "dead_letters", project_id, loose_needles))
+        ],
+    }
+
+
+def export_document(conn: sqlite3.Connection, project_id: int, selector: Selector, now: datetime) -> dict[str, Any]:
+    """The lookup as one self-describing JSON document (a subject access request's answer)."""
+    return {"format": "idstitch-person-export/1", "project_id": project_id, "exported_at": format_time(now),
+            **lookup(conn, project_id, selector)}
+
+
+def audit_selector(conn: sqlite3.Connection, project_id: int, selector: Selector) -> dict[str, str]:
+    """How an audit entry names whom it was about: the kind and a keyed hash, never the value,
+    so that erasing the person later leaves nothing to redact."""
+    return {"selector": selector.kind, "selector_hash": HASH_PREFIX + keyed_hash(privacy_key(conn, project_id), selector.value)}
+
+
+def write_audit(conn: sqlite3.Connection, project_id: int, actor: str, action: str, details: dict[str, Any], now: datetime) -> None:
+    conn.execute(
+        "INSERT INTO audit_log (project_id, actor, action, details, created_at) VALUES (?, ?, ?, ?, ?)",
+        (project_id, actor, action, encode_json(details), format_time(now)),
+    )
+
+
+# -- erasure ---------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ErasureReport:
+    persons: int = 0
+    distinct_ids: int = 0
+    attributes: int = 0
+    events_deleted: int = 0
+    events_anonymised: int = 0
+    links: int = 0
+    warnings: int = 0
+    dead_letters: int = 0
+    audit_entries_redacted: int = 0
+    sessions: int = 0
+    segments: int = 0
+    suppressed_ids: int = 0
+    found: bool = field(default=False)
+
+    def to_json(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "found"}
+
+
+def erase(
+    conn: sqlite3.Connection,
+    project_id: int,
+    selector: Selector,
+    *,
+    actor: str,
+    now: datetime,
+    suppress: bool = False,
+    keep_anonymised_counts: bool = False,
+) -> ErasureReport:
+    """Erase the persons the selector names: run inside the writer's transaction.
+
+    Without `suppress` a returning visitor simply becomes a new person. With it, the keyed hash
+    of each of their ids is kept and later events from those ids are dropped and counted
+    (`drop_suppressed`). With `keep_anonymised_counts` their events stay, for totals, under a
+    random token per person, with no properties, operations, session or original uuid.
+
+    Raises NotFound when nothing is held and there is nothing to suppress.
+    """
+    key = privacy_key(conn, project_id)
+    subject = _subject(conn, project_id, selector)
+    needles = subject.needles()
+    report = ErasureReport()
+    # Overwrite freed pages with zeros, so erased rows do not linger in the file's free space.
+    conn.execute("PRAGMA secure_delete = ON")
+    try:
+        sessions = _session_ids(conn, project_id, subject)
+        _erase_events(conn, project_id, subject, keep_anonymised_counts, report)
+        report.sessions = _rebuild_sessions(conn, project_id, sessions)
+        report.attributes = _delete_in(conn, "DELETE FROM person_attributes WHERE person_id IN ({})", subject.person_ids)
+        report.distinct_ids = _delete_in(
+            conn, "DELETE FROM distinct_ids WHERE project_id = ? AND distinct_id IN ({})", subject.distinct_ids, project_id
+        )
+        report.persons = _delete_in(conn, "DELETE FROM persons WHERE project_id = ? AND id IN ({})", subject.person_ids, project_id)
+        report.links = _delete_links(conn, project_id, subject)
+        for table in ("warnings", "dead_letters", "segments"):
+            if table == "segments" and not _has_table(conn, table):
+                continue
+            ids = _ids_mentioning(conn, table, project_id, needles)
+            setattr(report, table, getattr(report, table) + _delete_in(conn, f"DELETE FROM {table} WHERE id IN ({{}})", ids))
+        report.audit_entries_redacted = _redact_audit(conn, project_id, needles, key)
+    finally:
+        conn.execute("PRAGMA secure_delete = OFF")
+    report.found = any(
+        (report.persons, report.distinct_ids, report.events_deleted, report.events_anonymised, report.links,
+         report.warnings, report.dead_letters, report.audit_entries_redacted, report.sessions, report.segments)
+    )
+    if suppress:
+        ids = set(subject.distinct_ids)
+        if selector.kind == "email":
+            ids |= {selector.value, selector.value.lower()}
+        conn.executemany(
+            "INSERT OR IGNORE INTO suppressions (project_id, id_hash, created_at) VALUES (?, ?, ?)",
+            [(project_id, keyed_hash(key, d), format_time(now)) for d in sorted(ids)],
+        )
+        report.suppressed_ids = len(ids)
+    elif not report.found:
+        raise NotFound(f"Nothing is held about {selector.kind} {selector.value!r}")
+    write_audit(
+        conn, project_id, actor, "delete",
+        {**audit_selector(conn, project_id, selector), "suppress": suppress,
+         "keep_anonymised_counts": keep_anonymised_counts, "erased": report.to_json()},
+        now,
+    )
+    return report
+
+
+def checkpoint(path: Any) -> bool:
+    """Copy the WAL into the database file and empty it, so erased rows' old page images leave
+    the WAL too (with `secure_delete` the freed pages are zeros). Best effort: a reader on an
+    older snapshot, or a long write, makes it give up after a second; the WAL is reused anyway."""
+    conn = sqlite3.connect(path, timeout=1.0, isolation_level=None)
+    try:
+        busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        return busy == 0
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        conn.close()
+
+
+def _erase_events(
+    conn: sqlite3.Connection, project_id: int, subject: _Subject, keep: bool, report: ErasureReport
+) -> None:
+    groups = [*subject.owned_ids.values(), subject.loose_ids]
+    for ids in groups:
+        if not ids:
+            continue
+        uuids = [r[0] for chunk in _chunks(ids) for r in conn.execute(
+            f"SELECT uuid FROM events WHERE project_id = ? AND distinct_id IN ({','.join('?' * len(chunk))})",
+            (project_id, *chunk),
+        )]
+        # Warnings name the events they are about; those events are going.
+        report.warnings += _delete_in(conn, "DELETE FROM warnings WHERE project_id = ? AND event_uuid IN ({})", uuids, project_id)
+        if not keep:
+            report.events_deleted += _delete_in(
+                conn, "DELETE FROM events WHERE project_id = ? AND distinct_id IN ({})", ids, project_id
+            )
+            continue
+        token = "$erased-" + secrets.token_hex(8)
+        needles = _Needles.build(ids, subject.emails)
+        rows = [
+            r
+            for chunk in _chunks(ids)
+            for r in conn.execute(
+                f"SELECT seq, event FROM events WHERE project_id = ? AND distinct_id IN ({','.join('?' * len(chunk))})",
+                (project_id, *chunk),
+            )
+        ]
+        conn.executemany(
+            "UPDATE events SET distinct_id = ?, uuid = ?, event = ?, properties = '{}', ops = NULL,"
+            " session_id = NULL, process_person = 0 WHERE seq = ?",
+            [(token, str(uuid.uuid4()), "$erased" if needles.matches(name) else name, seq) for seq, name in rows],
+        )
+        report.events_anonymised += len(rows)
+
+
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
+
+
+def _session_ids(conn: sqlite3.Connection, project_id: int, subject: _Subject) -> list[str]:
+    """Sessions holding the subject's events, or listing its ids (the `sessions` summaries)."""
+    if not _has_table(conn, "sessions"):
+        return []
+    found: set[str] = set()
+    for chunk in _chunks(subject.distinct_ids):
+        marks = ",".join("?" * len(chunk))
+        found.update(
+            r[0]
+            for r in conn.execute(
+                f"SELECT DISTINCT session_id FROM events WHERE project_id = ? AND distinct_id IN ({marks})"
+                " AND session_id IS NOT NULL",
+                (project_id, *chunk),
+            )
+        )
+        listed = " OR ".join("instr(distinct_ids, ?) > 0" for _ in chunk)
+        found.update(
+            r[0]
+            for r in conn.execute(
+                f"SELECT session_id FROM sessions WHERE project_id = ? AND ({listed} OR last_distinct_id IN ({marks}))",
+                (project_id, *(encode_json(d) for d in chunk), *chunk),
+            )
+        )
+    return sorted(found)
+
+
+# The summary of each session from its events, as migration 0002 first built the table.
+_SESSIONS_FROM_EVENTS = """
+WITH ranked AS (
+    SELECT project_id, session_id, distinct_id, timestamp, event,
+           json_extract(properties, '$."$current_url"') AS url,
+           row_number() OVER (PARTITION BY project_id, session_id ORDER BY timestamp DESC, seq DESC) AS from_last,
+           row_number() OVER (PARTITION BY project_id, session_id
+                              ORDER BY json_extract(properties, '$."$current_url"') IS NULL, timestamp, seq) AS from_entry
+    FROM events WHERE project_id = ? AND session_id IN ({})
+)
+INSERT INTO sessions (project_id, session_id, first_at, last_at, event_count, identifies, entry_at,
+                      entry_url, distinct_ids, last_distinct_id)
+SELECT project_id, session_id, min(timestamp), max(timestamp), count(*), sum(event = '$identify'),
+       max(CASE WHEN from_entry = 1 AND url IS NOT NULL THEN timestamp END),
+       max(CASE WHEN from_entry = 1 THEN url END),
+       json_group_array(DISTINCT distinct_id),
+       max(CASE WHEN from_last = 1 THEN distinct_id END)
+FROM ranked GROUP BY project_id, session_id
+"""
+
+
+def _rebuild_sessions(conn: sqlite3.Connection, project_id: int, session_ids: Sequence[str]) -> int:
+    """Drop the summaries of the sessions the erased events were in, then sum up again what
+    other ids' events remain in them (a session shared by two ids keeps the other's part)."""
+    deleted = _delete_in(conn, "DELETE FROM sessions WHERE project_id = ? AND session_id IN ({})", session_ids, project_id)
+    for chunk in _chunks(session_ids):
+        conn.execute(_SESSIONS_FROM_EVENTS.format(",".join("?" * len(chunk))), (project_id, *chunk))
+    return deleted
+
+
+def _delete_links(conn: sqlite3.Connection, project_id: int, subject: _Subject) -> int:
+    count = _delete_in(
+        conn,
+        "DELETE FROM links WHERE project_id = ? AND (target_distinct_id IN ({0}) OR source_distinct_id IN ({0}))",
+        subject.distinct_ids,
+        project_id,
+        repeat=2,
+    )
+    count += _delete_in(
+        conn,
+        "DELETE FROM links WHERE project_id = ? AND (target_person_id IN ({0}) OR source_person_id IN ({0}))",
+        subject.person_ids,
+        project_id,
+        repeat=2,
+    )
+    return count
+
+
+def _redact_audit(conn: sqlite3.Connection, project_id: int, needles: _Needles, key: bytes) -> int:
+    """Replace mentions in audit details by keyed hashes; the entries themselves stay (the
+    trigger allows only this: the same row with `"redacted": true` details)."""
+    rows = _rows(conn, "audit_log", _ids_mentioning(conn, "audit_log", project_id, needles))
+    for row in rows:
+        details = needles.redact(_decode(row["details"]), key)
+        if not isinstance(details, dict):
+            details = {"value": details}
+        details["redacted"] = True
+        conn.execute("UPDATE audit_log SET details = ? WHERE id = ?", (encode_json(details), row["id"]))
+    return len(rows)
+
+
+def _delete_in(conn: sqlite3.Connection, sql: str, values: Sequence[Any], *leading: Any, repeat: int = 1) -> int:
+    count = 0
+    for chunk in _chunks(values):
+        marks = ",".join("?" * len(chunk))
+        count += conn.execute(sql.format(marks), (*leading, *(list(chunk) * repeat))).rowcount
+    return count
+
+
+def _chunks(values: Sequence[Any], size: int = _CHUNK) -> Iterator[list[Any]]:
+    values = list(values)
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+# -- suppression on the ingest path ----------------------------------------------------------
+
+
+def command_distinct_ids(command: Any) -> list[str]:
+    """The ids an ingest command carries: its event's, and its identity operation's."""
+    ids: list[str] = []
+    event = getattr(command, "event", None)
+    if event is not None:
+        ids.append(event.distinct_id)
+    for name in ("user_id", "anonymous_id", "target", "source"):
+        value = getattr(command, name, None)
+        if isinstance(value, str):
+            ids.append(value)
+    ids += [d for d in getattr(command, "distinct_ids", None) or () if isinstance(d, str)]
+    return ids
+
+
+def _payload_ids(payload: Any) -> list[str]:
+    """Strings that may be ids in a rejected event (its top level and its properties)."""
+    if not isinstance(payload, dict):
+        return []
+    found: list[str] = []
+    properties = payload.get("properties")
+    for source in (payload, properties if isinstance(properties, dict) else {}):
+        for value in source.values():
+            if isinstance(value, str) and 0 < len(value) <= 200:
+                found.append(value)
+            elif isinstance(value, int) and not isinstance(value, bool) and abs(value) < 10**200:
+                found.append(str(value))
+    return found
+
+
+def drop_suppressed(
+    conn: sqlite3.Connection, project_id: int, commands: Sequence[Any], rejected_payloads: Sequence[Any], now: datetime
+) -> tuple[frozenset[int], frozenset[int]]:
+    """Positions of the commands (and rejected payloads) that carry a suppressed id; counts them.
+
+    One indexed probe when the project has no suppressions (the usual case); otherwise one
+    query per 400 distinct ids of the request, with their keyed hashes.
+    """
+    if not commands and not rejected_payloads:
+        return frozenset(), frozenset()
+    if conn.execute("SELECT 1 FROM suppressions WHERE project_id = ? LIMIT 1", (project_id,)).fetchone() is None:
+        return frozenset(), frozenset()
+    key = privacy_key(conn, project_id)
+    command_ids = [command_distinct_ids(c) for c in commands]
+    payload_ids = [_payload_ids(p) for p in rejected_payloads]
+    hashes = {d: keyed_hash(key, d) for ids in (*command_ids, *payload_ids) for d in ids}
+    suppressed: set[str] = set()
+    unique = sorted(set(hashes.values()))
+    for chunk in _chunks(unique):
+        marks = ",".join("?" * len(chunk))
+        suppressed.update(
+            r[0]
+            for r in conn.execute(
+                f"SELECT id_hash FROM suppressions WHERE project_id = ? AND id_hash IN ({marks})", (project_id, *chunk)
+            )
+        )
+    if not suppressed:
+        return frozenset(), frozenset()
+    dropped = frozenset(i for i, ids in enumerate(command_ids) if any(hashes[d] in suppressed for d in ids))
+    dropped_rejects = frozenset(i for i, ids in enumerate(payload_ids) if any(hashes[d] in suppressed for d in ids))
+    count_dropped(conn, project_id, len(dropped) + len(dropped_rejects), now)
+    return dropped, dropped_rejects
+
+
+def count_dropped(conn: sqlite3.Connection, project_id: int, count: int, now: datetime) -> None:
+    if count:
+        conn.execute(
+            "INSERT INTO suppressed_events (project_id, dropped, last_dropped_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (project_id) DO UPDATE SET dropped = dropped + excluded.dropped,"
+            " last_dropped_at = excluded.last_dropped_at",
+            (project_id, count, format_time(now)),
+        )
+
+
+def is_suppressed(conn: sqlite3.Connection, project_id: int, distinct_id: str) -> bool:
+    return (
+        conn.execute(
+            "SELECT 1 FROM suppressions WHERE project_id = ? AND id_hash = ?",
+            (project_id, keyed_hash(privacy_key(conn, project_id), distinct_id)),
+        ).fetchone()
+        is not None
+    )
+
+
+def suppression_stats(conn: sqlite3.Connection, project_id: int) -> dict[str, Any]:
+    ids = conn.execute("SELECT count(*) FROM suppressions WHERE project_id = ?", (project_id,)).fetchone()[0]
+    row = conn.execute(
+        "SELECT dropped, last_dropped_at FROM suppressed_events WHERE project_id = ?", (project_id,)
+    ).fetchone()
+    return {
+        "suppressed_ids": ids,
+        "dropped_events": row[0] if row else 0,
+        "last_dropped_at": row[1] if row else None,
+    }
+
+
+# -- the audit log ---------------------------------------------------------------------------
+
+
+def audit_page(conn: sqlite3.Connection, project_id: int, limit: int, cursor: str | None) -> reads.Page:
+    """Audit entries, newest first. There is no function to change one: the log is append-only."""
+    sql = "SELECT * FROM audit_log WHERE project_id = ?"
+    params: list[Any] = [project_id]
+    if cursor:
+        (last_id,) = reads.decode_cursor(cursor, 1)
+        if isinstance(last_id, bool) or not isinstance(last_id, int):
+            raise InvalidRequest(f"cursor {cursor!r} is not one this API gave out")
+        sql += " AND id < ?"
+        params.append(last_id)
+    rows = conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*params, limit + 1)).fetchall()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    results = [
+        {"id": r["id"], "actor": r["actor"], "action": r["action"], "details": _decode(r["details"]),
+         "created_at": r["created_at"]}
+        for r in rows
+    ]
+    return reads.Page(results, reads.encode_cursor(rows[-1]["id"]) if more else None)
+
+
+# -- secret keys -----------------------------------------------------------------------------
+
+
+def _key_row(row: sqlite3.Row) -> dict[str, Any]:
+    return {"id": row["id"], "label": row["label"], "created_at": row["created_at"], "revoked_at": row["revoked_at"]}
+
+
+def list_secret_keys(conn: sqlite3.Connection, project_id: int) -> list[dict[str, Any]]:
+    """The project's secret keys by id and label; the secrets themselves are not stored."""
+    rows = conn.execute(
+        "SELECT id, label, created_at, revoked_at FROM secret_keys WHERE project_id = ? ORDER BY id", (project_id,)
+    )
+    return [_key_row(r) for r in rows]
+
+
+def create_secret_key(conn: sqlite3.Connection, project_id: int, label: str, actor: str, now: datetime) -> dict[str, Any]:
+    """A new random secret key: returned once with its secret, stored as a hash."""
+    secret = add_secret_key(conn, project_id, label, now)
+    row = conn.execute(
+        "SELECT id, label, created_at, revoked_at FROM secret_keys WHERE key_hash = ?", (hash_key(secret),)
+    ).fetchone()
+    created = _key_row(row)
+    write_audit(conn, project_id, actor, "key_created", {"key_id": created["id"], "label": label}, now)
+    return {**created, "secret": secret}
+
+
+def revoke_secret_key(conn: sqlite3.Connection, project_id: int, key_id: int, actor: str, now: datetime) -> dict[str, Any]:
+    """Revoke a key; it stops working with the next request. The last active key cannot be
+    revoked (that would lock everyone out of the API): create another one first."""
+    row = conn.execute(
+        "SELECT id, label, created_at, revoked_at FROM secret_keys WHERE id = ? AND project_id = ?", (key_id, project_id)
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"No secret key with id {key_id}")
+    if row["revoked_at"] is not None:
+        return _key_row(row)
+    active = conn.execute(
+        "SELECT count(*) FROM secret_keys WHERE project_id = ? AND revoked_at IS NULL", (project_id,)
+    ).fetchone()[0]
+    if active <= 1:
+        raise Conflict(f"Key {key_id} is the project's last active secret key; create another before revoking it")
+    conn.execute("UPDATE secret_keys SET revoked_at = ? WHERE id = ?", (format_time(now), key_id))
+    write_audit(conn, project_id, actor, "key_revoked", {"key_id": key_id, "label": row["label"]}, now)
+    return _key_row(conn.execute("SELECT id, label, created_at, revoked_at FROM secret_keys WHERE id = ?", (key_id,)).fetchone())

@@ -1,0 +1,157 @@
+"""Engine-level invariants under random sequences of identity commands (identity-rules.md §1, §3).
+
+Checked on the SQLite tables themselves after every transaction:
+
+* every distinct id seen has exactly one person: each `distinct_ids` row points at an existing
+  person, and every person has at least one distinct id;
+* no person holds more than `max_user_ids` user ids unless an admin merge was applied to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, note, settings
+from hypothesis import strategies as st
+
+from idstitch.commands import Alias, Identify, Merge
+from idstitch.engine import Batch
+from idstitch.errors import InvalidRequest, NotFound
+from idstitch.ids import is_illegal_for_identity
+from tests.core.harness import PROJECT_ID, Engine, admin_merge, alias, identify, split, track
+from idstitch.settings import DEFAULT_PROJECT_SETTINGS
+
+IDS = ["anon-1", "anon-2", "anon-3", "user-1", "user-2", "user-3", "null"]
+ID = st.sampled_from(IDS)
+MINUTE = st.integers(0, 120)
+
+
+@dataclass(frozen=True)
+class SplitOf:
+    """Split the person owning `distinct_id` at the moment the command runs: all ids, or only it."""
+
+    distinct_id: str
+    only_this_id: bool
+
+
+COMMANDS = st.one_of(
+    st.builds(lambda d, m, personless: track(d, minute=m, process_person=not personless), ID, MINUTE, st.booleans()),
+    st.builds(lambda u, a, m: identify(u, a, minute=m), ID, st.one_of(st.none(), ID), MINUTE),
+    st.builds(lambda t, s, m: alias(t, s, minute=m), ID, ID, MINUTE),
+    st.builds(admin_merge, ID, ID),
+    st.builds(SplitOf, ID, st.booleans()),
+)
+# Each inner list is one transaction (one Batch), so the engine's caches meet the store's state.
+TRANSACTIONS = st.lists(st.lists(COMMANDS, min_size=1, max_size=6), min_size=1, max_size=6)
+
+
+def event_id(command: Any) -> set[str]:
+    """The id of an event that must end up owned by a person (personless events own nothing)."""
+    event = getattr(command, "event", None)
+    return {event.distinct_id} if event is not None and event.process_person else set()
+
+
+def named_ids(command: Any) -> set[str]:
+    """Every id a command names; no other id may ever be mapped."""
+    if isinstance(command, Identify):
+        named = {command.user_id, command.anonymous_id}
+    elif isinstance(command, (Alias, Merge)):
+        named = {command.target, command.source}
+    else:
+        named = set()
+    return (named | event_id(command)) - {None}
+
+
+class Run:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.seen: set[str] = set()
+        self.named: set[str] = set()
+        self.admin_merged: set[str] = set()
+
+    def transaction(self, commands: list[Any]) -> None:
+        self.engine.run(lambda batch: [self.apply(batch, c) for c in commands], tuple(c for c in commands if not isinstance(c, SplitOf)))
+
+    def apply(self, batch: Batch, command: Any) -> None:
+        if isinstance(command, SplitOf):
+            person_id = self.engine.person_id(command.distinct_id)
+            if person_id is None:
+                return
+            try:
+                batch.apply(split(person_id, (command.distinct_id,) if command.only_this_id else None))
+            except InvalidRequest:  # a person with one id has nothing to split
+                pass
+            return
+        try:
+            batch.apply(command)
+        except NotFound:  # an admin merge names an id nobody owns
+            return
+        self.seen |= event_id(command)
+        self.named |= named_ids(command)
+        if isinstance(command, Merge) and command.event is None:
+            # An admin merge: every id of the resulting person may exceed max_user_ids from now on.
+            person_id = self.engine.person_id(command.target)
+            self.admin_merged |= {d for d, _ in self.ids_of(person_id)}
+
+    def ids_of(self, person_id: str | None) -> list[tuple[str, bool]]:
+        return [
+            (d, bool(u))
+            for d, u in self.engine.conn.execute(
+                "SELECT distinct_id, is_user_id FROM distinct_ids WHERE person_id = ?", (person_id,)
+            )
+        ]
+
+    def check(self, max_user_ids: int | None) -> None:
+        conn = self.engine.conn
+        orphans = conn.execute(
+            "SELECT distinct_id FROM distinct_ids d WHERE NOT EXISTS (SELECT 1 FROM persons p WHERE p.id = d.person_id)"
+        ).fetchall()
+        empty = conn.execute(
+            "SELECT id FROM persons p WHERE NOT EXISTS (SELECT 1 FROM distinct_ids d WHERE d.person_id = p.id)"
+        ).fetchall()
+        mapped = conn.execute("SELECT distinct_id, count(*) FROM distinct_ids WHERE project_id = ? GROUP BY distinct_id", (PROJECT_ID,)).fetchall()
+        assert (orphans, empty) == ([], [])
+        assert all(count == 1 for _, count in mapped)
+        # Every event's id has a person; no id appears that no command named.
+        assert self.seen <= {d for d, _ in mapped} <= self.named
+        # Both ids of every link that was not refused have a person.
+        linked = conn.execute(
+            "SELECT target_distinct_id, source_distinct_id FROM links"
+            " WHERE outcome IN ('created', 'attached', 'merged', 'already_linked')"
+        ).fetchall()
+        assert {d for pair in linked for d in pair if d is not None} <= {d for d, _ in mapped}
+        if max_user_ids is None:
+            return
+        for person_id, user_ids in conn.execute(
+            "SELECT person_id, count(*) FROM distinct_ids WHERE is_user_id = 1 GROUP BY person_id"
+        ).fetchall():
+            if user_ids > max_user_ids:
+                ids = {d for d, _ in self.ids_of(person_id)}
+                assert ids & self.admin_merged, f"person {sorted(ids)} holds {user_ids} user ids without an admin merge"
+
+
+@pytest.fixture(scope="module")
+def databases(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("invariants")
+
+
+_runs = iter(range(1_000_000))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(transactions=TRANSACTIONS, max_user_ids=st.sampled_from([1, 2, None]))
+def test_every_distinct_id_has_exactly_one_person_and_user_ids_stay_within_the_limit(
+    databases: Path, transactions: list[list[Any]], max_user_ids: int | None
+) -> None:
+    note(repr(transactions))
+    engine = Engine(databases / f"run-{next(_runs)}.db", DEFAULT_PROJECT_SETTINGS.updated({"max_user_ids": max_user_ids}))
+    try:
+        run = Run(engine)
+        for commands in transactions:
+            run.transaction(commands)
+            run.check(max_user_ids)
+    finally:
+        engine.close()
