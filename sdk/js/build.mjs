@@ -24,7 +24,9 @@ const REGEX_AFTER_WORD = new Set(['return', 'typeof', 'case', 'do', 'else', 'in'
 const KEYWORDS = new Set(('break case catch class const continue debugger default delete do else export extends false ' +
   'finally for function if import in instanceof let new null of return super switch this throw true try typeof var ' +
   'void while with yield async await static get set arguments eval undefined NaN Infinity').split(' '));
-// Globals the sources use: a declared name equal to one of these is never renamed.
+// Globals the sources use: a declared name equal to one of these is never renamed. Renaming is
+// by name, not by scope, so a source must not declare a name it also uses as a browser global
+// elsewhere; add such a global here if one is ever needed (the browser tests would catch it).
 const GLOBALS = new Set(('window document location console fetch Blob URL JSON Math Object Array Promise String ' +
   'Number Date Uint8Array setTimeout clearTimeout isFinite parseInt AbortController crypto navigator ' +
   'localStorage sessionStorage').split(' '));

@@ -511,6 +511,10 @@ class Batch:
         self.store.audit(str(command.actor), "split", {"person_id": command.person_id, "groups": groups})
 
     def _rederive(self, distinct_ids: list[str], has_user_id: bool) -> tuple[PersonAttributes, datetime | None]:
+        if self._events:
+            # Re-derivation reads events back from the store: this batch's events must be there too.
+            self.store.insert_events(self._events)
+            self._events = []
         attributes = PersonAttributes()
         first_seen: datetime | None = None
         policy = self.settings.attribute_policy

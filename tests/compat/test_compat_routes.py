@@ -43,7 +43,8 @@ def test_session_recordings_are_accepted_and_dropped(api, path: str):
 def test_flags_and_decide_answer_no_flags_whatever_the_encoding(client, path: str):
     request = {"token": INGEST_TOKEN, "distinct_id": "anon-1", "groups": {}}
     as_form = f"data={base64.b64encode(json.dumps(request).encode()).decode()}"
-    for body, content_type in ((as_form, "application/x-www-form-urlencoded"), (json.dumps(request), "application/json")):
+    encodings = ((as_form, "application/x-www-form-urlencoded"), (json.dumps(request), "application/json"))
+    for body, content_type in encodings:
         response = client.post(path, content=body, headers={"Content-Type": content_type})
         assert (response.status_code, response.json()) == (200, FLAGS_BODY)
     assert client.get(path).json() == FLAGS_BODY
@@ -107,7 +108,8 @@ def test_every_segment_batch_route_answers_exactly_200_success(api, path: str):
 
 
 def test_the_write_key_may_come_in_the_body_instead_of_basic_auth(api):
-    response = api.post("/v1/batch", json={"batch": [seg("track", anonymousId="anon-1", event="x")], "writeKey": INGEST_TOKEN})
+    body = {"batch": [seg("track", anonymousId="anon-1", event="x")], "writeKey": INGEST_TOKEN}
+    response = api.post("/v1/batch", json=body)
     assert response.status_code == 200
     response = api.post("/v1/t", json={**seg("track", anonymousId="anon-2", event="x"), "writeKey": INGEST_TOKEN})
     assert response.status_code == 200
@@ -117,8 +119,10 @@ def test_the_write_key_may_come_in_the_body_instead_of_basic_auth(api):
 @pytest.mark.parametrize(
     ("headers", "body_key", "message"),
     [
-        pytest.param({}, None, "No write key: send the ingest token as the Basic auth user or as `writeKey` in the body",
-                     id="no-key"),
+        pytest.param(
+            {}, None, "No write key: send the ingest token as the Basic auth user or as `writeKey` in the body",
+            id="no-key",
+        ),
         pytest.param(basic("wk_wrong"), None, "Project token is not valid", id="wrong-basic"),
         pytest.param({}, "wk_wrong", "Project token is not valid", id="wrong-body-key"),
         pytest.param(basic("wk_wrong"), INGEST_TOKEN, "Project token is not valid", id="basic-wins-over-body"),

@@ -45,7 +45,8 @@ def test_a_preflight_for_a_private_network_request_is_allowed(client):
 @pytest.mark.parametrize(
     ("path", "body", "status"),
     [
-        pytest.param("/e/", {"api_key": INGEST_TOKEN, "batch": [{"event": "x", "distinct_id": "a"}]}, 200, id="accepted"),
+        pytest.param("/e/", {"api_key": INGEST_TOKEN, "batch": [{"event": "x", "distinct_id": "a"}]}, 200,
+                     id="accepted"),
         pytest.param("/e/", {"api_key": "phc_wrong", "batch": []}, 401, id="bad-token"),
         pytest.param("/e/", {"hello": 1}, 400, id="bad-body"),
         pytest.param("/v1/batch", {"batch": [], "writeKey": INGEST_TOKEN}, 200, id="segment"),

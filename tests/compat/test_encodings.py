@@ -43,7 +43,8 @@ def b64(data: bytes) -> str:
         pytest.param(f"data={b64(TEXT)}".encode(), {}, id="base64-form-without-content-type"),
         pytest.param(f"data={b64(TEXT).replace('+', ' ').rstrip('=')}".encode(), {"content_type": FORM},
                      id="base64-form-plus-damaged-to-spaces-unpadded"),
-        pytest.param(f"ver=1.250.0&data={quote(b64(TEXT))}".encode(), {"content_type": FORM}, id="base64-form-other-fields"),
+        pytest.param(f"ver=1.250.0&data={quote(b64(TEXT))}".encode(), {"content_type": FORM},
+                     id="base64-form-other-fields"),
         pytest.param(f"data={quote(b64(gzip.compress(TEXT)))}".encode(), {"content_type": FORM}, id="base64-of-gzip"),
     ],
 )
@@ -111,8 +112,9 @@ TEXT_PLAIN = {"Content-Type": "text/plain"}
         pytest.param("/e/", lambda now: gzipped({"api_key": INGEST_TOKEN, "batch": [js_event("anon-era")],
                                                  "sent_at": now.isoformat()}),
                      TEXT_PLAIN, id="1.449-envelope-gzip"),
-        pytest.param("/e/?compression=base64", lambda now: form({"api_key": INGEST_TOKEN, "batch": [js_event("anon-era")],
-                                                                 "sent_at": now.isoformat()}),
+        pytest.param("/e/?compression=base64",
+                     lambda now: form({"api_key": INGEST_TOKEN, "batch": [js_event("anon-era")],
+                                       "sent_at": now.isoformat()}),
                      {"Content-Type": FORM}, id="1.449-beacon-base64-form"),
         pytest.param("/i/v0/e/?retry_count=2",
                      lambda now: json.dumps({"api_key": INGEST_TOKEN, "batch": [js_event("anon-era")]}).encode(),
@@ -140,7 +142,8 @@ def test_the_query_sent_at_of_old_posthog_js_corrects_clock_skew(api, parameter:
 
 
 def test_segment_gzip_announced_by_content_encoding(api):
-    body = {"batch": [{"type": "track", "event": "Viewed", "anonymousId": "anon-seg", "userId": None}], "writeKey": INGEST_TOKEN}
+    message = {"type": "track", "event": "Viewed", "anonymousId": "anon-seg", "userId": None}
+    body = {"batch": [message], "writeKey": INGEST_TOKEN}
     response = api.post("/v1/batch", content=gzipped(body),
                         headers={"Content-Encoding": "gzip", "Content-Type": "application/json"})
     assert (response.status_code, response.json()) == (200, {"success": True})

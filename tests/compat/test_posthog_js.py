@@ -164,7 +164,9 @@ def test_a_second_device_of_the_same_user_ends_as_one_person_with_both_histories
         laptop.run("posthog.capture('$pageview'); posthog.capture('added to cart')")
         laptop.run("posthog.identify('user-ada', {name: 'Ada'})")
         eventually(
-            lambda: stitched(live_api, "user-ada", [laptop_id, "user-ada"], ["$pageview", "added to cart", "$identify"]),
+            lambda: stitched(
+                live_api, "user-ada", [laptop_id, "user-ada"], ["$pageview", "added to cart", "$identify"]
+            ),
             what="the laptop's history on user-ada",
         )
 
@@ -204,7 +206,9 @@ def test_uncompressed_json_from_the_sdk_passes_the_cors_preflight(
     tab.run("posthog.setPersonProperties({plan: 'team'}, {signup_source: 'ad'})")
     tab.run("posthog.alias('crm-cy')")
     cy = eventually(
-        lambda: stitched(live_api, "crm-cy", [anonymous, "crm-cy", "user-cy"], ["$pageview", "$identify", "$set", "$create_alias"]),
+        lambda: stitched(
+            live_api, "crm-cy", [anonymous, "crm-cy", "user-cy"], ["$pageview", "$identify", "$set", "$create_alias"]
+        ),
         what="Cy's ids and events",
     )
     assert {k: cy["properties"][k] for k in ("name", "plan", "signup_source")} == {

@@ -137,7 +137,9 @@ def assert_segment_persons(live_api: httpx.Client) -> None:
     ada = eventually(complete, what="user-42 stitched from both devices")
     assert sorted(ada["distinct_ids"]) == ["crm-42", "laptop-cookie", "phone-cookie", "user-42"]
     properties = ada["properties"]
-    assert {k: properties[k] for k in ("name", "email", "plan")} == {"name": "Ada", "email": "ada@example.com", "plan": "pro"}
+    assert {k: properties[k] for k in ("name", "email", "plan")} == {
+        "name": "Ada", "email": "ada@example.com", "plan": "pro"
+    }
     assert {k: properties[k] for k in properties if k.startswith("$initial_")} == {
         "$initial_current_url": "https://shop.example/pricing",
         "$initial_host": "shop.example",
@@ -161,7 +163,9 @@ def assert_segment_persons(live_api: httpx.Client) -> None:
 
     tablet = person(live_api, "tablet-cookie")
     assert tablet is not None
-    assert (tablet["distinct_ids"], tablet["is_identified"], tablet["properties"]) == (["tablet-cookie"], False, {"theme": "dark"})
+    assert (tablet["distinct_ids"], tablet["is_identified"], tablet["properties"]) == (
+        ["tablet-cookie"], False, {"theme": "dark"}
+    )
     assert live_api.get("/api/warnings").json()["results"] == []
 
 

@@ -63,11 +63,13 @@ def test_identify_without_a_user_id_sets_attributes_on_the_anonymous_visitor():
 
 def test_alias_joins_the_previous_id_to_the_user_id():
     raw = message("alias", userId="user-42", previousId="crm-7")
-    assert command(raw) == Alias(event("user-42", "$create_alias", LIB, uuid="msg-alias"), target="user-42", source="crm-7")
+    expected = Alias(event("user-42", "$create_alias", LIB, uuid="msg-alias"), target="user-42", source="crm-7")
+    assert command(raw) == expected
 
 
 def test_track_keeps_its_name_and_properties_and_prefers_the_user_id():
-    raw = message("track", userId="user-42", anonymousId="cookie-1", event="Order Completed", properties={"revenue": 42})
+    raw = message("track", userId="user-42", anonymousId="cookie-1", event="Order Completed",
+                  properties={"revenue": 42})
     assert command(raw) == Track(event("user-42", "Order Completed", {**LIB, "revenue": 42}, uuid="msg-track"))
 
 
@@ -122,7 +124,8 @@ def test_context_page_and_campaign_become_first_touch_properties():
 
 
 def test_a_page_call_without_context_page_uses_its_own_url_properties():
-    raw = message("page", anonymousId="cookie-1", context={}, properties={"url": "https://shop.example/a", "path": "/a"})
+    raw = message("page", anonymousId="cookie-1", context={},
+                  properties={"url": "https://shop.example/a", "path": "/a"})
     properties = command(raw).event.properties
     assert (properties["$current_url"], properties["$pathname"], properties["url"]) == (
         "https://shop.example/a", "/a", "https://shop.example/a"
@@ -158,7 +161,8 @@ def test_numeric_ids_become_their_decimal_text():
     ("raw", "reason"),
     [
         pytest.param(message("track", event="Viewed"), "a message needs `userId` or `anonymousId`", id="no-ids"),
-        pytest.param(message("identify", traits={"a": 1}), "a message needs `userId` or `anonymousId`", id="identify-no-ids"),
+        pytest.param(message("identify", traits={"a": 1}), "a message needs `userId` or `anonymousId`",
+                     id="identify-no-ids"),
         pytest.param(message("alias", userId="user-42"), "missing `previousId`", id="alias-no-previous"),
         pytest.param(message("alias", previousId="crm-7"), "alias needs `userId`", id="alias-no-user"),
         pytest.param(message("group", userId="user-42"), "missing `groupId`", id="group-no-group"),
@@ -167,7 +171,8 @@ def test_numeric_ids_become_their_decimal_text():
                      "screen, group; got 'launch'", id="unknown-type"),
         pytest.param(message("track", userId=True, event="x"), "`userId`: distinct id must be a string or a number, "
                      "got boolean", id="boolean-id"),
-        pytest.param(message("identify", userId="user-42", traits=["a"]), "`traits` must be an object", id="bad-traits"),
+        pytest.param(message("identify", userId="user-42", traits=["a"]), "`traits` must be an object",
+                     id="bad-traits"),
         pytest.param(message("track", userId="u", event="x", timestamp="yesterday"), "`timestamp` 'yesterday' is not "
                      "an ISO-8601 time", id="bad-time"),
         pytest.param("not a message", "a message must be a JSON object", id="not-an-object"),
@@ -183,7 +188,8 @@ def test_a_batch_takes_the_header_key_over_the_body_write_key_and_keeps_bad_mess
     decoded = segment.decode_batch(payload, RECEIVED, "wk_header")
     assert decoded.token == "wk_header"
     assert decoded.indexes == [0]
-    assert [(r.index, r.rejection.reason) for r in decoded.rejected] == [(1, "a message needs `userId` or `anonymousId`")]
+    rejected = [(r.index, r.rejection.reason) for r in decoded.rejected]
+    assert rejected == [(1, "a message needs `userId` or `anonymousId`")]
     assert segment.decode_batch(payload, RECEIVED, None).token == "wk_body"
 
 

@@ -46,7 +46,7 @@ def decided(attributes: PersonAttributes) -> dict[str, Any]:
     return {key: (a.value, a.kind, a.time) for key, a in attributes.items.items()}
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(events_and_two_orders())
 def test_set_set_once_and_unset_do_not_depend_on_arrival_order(case) -> None:
     events, first, second = case

@@ -167,3 +167,16 @@ def test_split_of_a_person_with_one_id_is_refused(engine) -> None:
 def test_split_of_an_unknown_person_is_not_found(engine) -> None:
     with pytest.raises(NotFound, match="No person with id 'no-such-person'"):
         engine.apply(split("no-such-person"))
+
+
+def test_split_in_the_same_transaction_as_the_events_rederives_from_them(engine) -> None:
+    engine.apply(identify("user-1", "anon-1", minute=0))
+    person_id = engine.person_id("user-1")
+    commands = (
+        track("anon-1", minute=1, set={"plan": "free"}),
+        track("user-1", minute=2, set={"email": ADA}),
+        split(person_id),
+    )
+    engine.apply(*commands)
+    assert (engine.properties("anon-1"), engine.properties("user-1")) == ({"plan": "free"}, {"email": ADA})
+    assert engine.event_ids() == ["user-1", "anon-1", "user-1"]

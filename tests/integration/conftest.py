@@ -49,6 +49,10 @@ class ServerProcess:
     log_dir: Path
     ingest_token: str = INGEST_TOKEN
     secret_key: str = SECRET_KEY
+    # Rate limits off: these tests send and read faster than a client should; ratelimit.py has its own tests.
+    env: dict[str, str] = field(
+        default_factory=lambda: {"IDSTITCH_INGEST_RATE_LIMIT": "0", "IDSTITCH_API_RATE_LIMIT": "0"}
+    )
     port: int = 0
     starts: int = 0
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
@@ -70,7 +74,12 @@ class ServerProcess:
         self.port = free_port()
         self.starts += 1
         log = self.log_dir / f"server-{self.starts}.log"
-        env = {**os.environ, "IDSTITCH_INGEST_TOKEN": self.ingest_token, "IDSTITCH_SECRET_KEY": self.secret_key}
+        env = {
+            **os.environ,
+            **self.env,
+            "IDSTITCH_INGEST_TOKEN": self.ingest_token,
+            "IDSTITCH_SECRET_KEY": self.secret_key,
+        }
         with log.open("wb") as out:
             self.process = subprocess.Popen(
                 [*idstitch_command(), "serve", "--host", "127.0.0.1", "--port", str(self.port),

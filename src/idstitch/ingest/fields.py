@@ -54,7 +54,10 @@ def read_time(raw: Any, field: str, sent_at: datetime | None, received_at: datet
     parsed = parse_time(raw)
     if parsed is None:
         return Rejection(f"`{field}` {raw!r} is not an ISO-8601 time")
-    return event_time(parsed, sent_at, received_at)
+    try:
+        return event_time(parsed, sent_at, received_at)
+    except OverflowError:  # a skew correction past year 1 or 9999 (say timestamp 0001, sent_at 9999)
+        return Rejection(f"`{field}` {raw!r} is too far from `sent_at` to correct for clock skew")
 
 
 def read_object(raw: Any, field: str) -> dict[str, Any] | Rejection:

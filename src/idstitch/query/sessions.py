@@ -31,18 +31,21 @@ from idstitch.store.reads import Page, decode_cursor, encode_cursor
 
 _decode = msgspec.json.Decoder().decode
 
+# CROSS JOIN fixes the join order (SQLite's documented way): walk the session's few ids first,
+# then look each up by primary key or index; left to itself the planner may scan the project's
+# whole mapping once per session.
 IDENTIFIED = (
-    "(s.identifies > 0 AND EXISTS (SELECT 1 FROM json_each(s.distinct_ids) ij JOIN distinct_ids iu"
+    "(s.identifies > 0 AND EXISTS (SELECT 1 FROM json_each(s.distinct_ids) ij CROSS JOIN distinct_ids iu"
     " ON iu.project_id = s.project_id AND iu.distinct_id = ij.value WHERE iu.is_user_id = 1))"
 )
 INFERRED = (
     f"(NOT {IDENTIFIED} AND EXISTS (SELECT 1 FROM json_each(s.distinct_ids) fj"
-    " JOIN links fl ON fl.project_id = s.project_id AND fl.source_distinct_id = fj.value"
-    " JOIN events fe ON fe.project_id = fl.project_id AND fe.uuid = fl.event_uuid"
-    " JOIN distinct_ids fs ON fs.project_id = s.project_id AND fs.distinct_id = fj.value"
-    " JOIN distinct_ids ft ON ft.project_id = fl.project_id AND ft.distinct_id = fl.target_distinct_id"
+    " CROSS JOIN links fl ON fl.project_id = s.project_id AND fl.source_distinct_id = fj.value"
+    " CROSS JOIN distinct_ids fs ON fs.project_id = s.project_id AND fs.distinct_id = fj.value"
+    " CROSS JOIN distinct_ids ft ON ft.project_id = fl.project_id AND ft.distinct_id = fl.target_distinct_id"
+    " CROSS JOIN events fe ON fe.project_id = fl.project_id AND fe.uuid = fl.event_uuid"
     " WHERE fl.kind = 'identify' AND fl.outcome IN ('created', 'attached', 'merged')"
-    " AND fe.timestamp >= s.last_at AND fe.session_id IS NOT s.session_id AND ft.person_id = fs.person_id))"
+    " AND ft.person_id = fs.person_id AND fe.timestamp >= s.last_at AND fe.session_id IS NOT s.session_id))"
 )
 _COLUMNS = (
     "s.session_id, s.first_at, s.last_at, s.event_count, s.entry_url, s.distinct_ids, sp.person_id,"
@@ -89,8 +92,13 @@ def sessions_page(
             ids = distinct_ids_of(conn, project_id, person_id)
         if distinct_id is not None:
             ids = [distinct_id] if person_id is None or distinct_id in ids else []
-        sql += " AND s.session_id IN (SELECT value FROM json_each(?))"
-        params.append(msgspec.json.encode(session_ids_of(conn, project_id, ids)).decode())
+        # Drive from the few sessions of these ids (primary key lookups), not from the time index.
+        sql = (
+            f"SELECT {_COLUMNS} FROM json_each(?) picked CROSS JOIN sessions s"
+            " ON s.project_id = ? AND s.session_id = picked.value"
+            f" {_FROM.removeprefix('FROM sessions s ')} WHERE 1"
+        )
+        params = [msgspec.json.encode(session_ids_of(conn, project_id, ids)).decode(), project_id]
     if after is not None:
         sql += " AND s.first_at >= ?"
         params.append(format_time(after))

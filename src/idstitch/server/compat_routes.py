@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse, Response
 from idstitch.engine import CommandResult
 from idstitch.ingest import segment
 from idstitch.ingest.messages import DecodedRequest
-from idstitch.server.ingest_routes import _ingest, _posthog_answer
+from idstitch.server.ingest_routes import ingest, posthog_answer
 
 router = APIRouter()
 
@@ -125,7 +125,7 @@ def write_key(request: Request) -> str | None:
 
 def _segment_answer(decoded: DecodedRequest, results: list[CommandResult]) -> dict[str, Any]:
     # The clients only look at the status; per-event errors ride along for humans.
-    body = _posthog_answer(decoded, results)
+    body = posthog_answer(decoded, results)
     del body["status"]
     return {"success": True, **body}
 
@@ -144,14 +144,14 @@ def _segment_error(response: Response) -> Response:
 async def segment_batch(request: Request) -> Response:
     """A Segment batch (`/v1/batch`): `{"batch": [message, ...], "sentAt", "writeKey"}`."""
     key = write_key(request)
-    response = await _ingest(request, lambda p, at: segment.decode_batch(p, at, key), _segment_answer)
+    response = await ingest(request, lambda p, at: segment.decode_batch(p, at, key), _segment_answer)
     return _segment_error(response)
 
 
 def _segment_single(message_type: str) -> Callable[[Request], Any]:
     async def handler(request: Request) -> Response:
         key = write_key(request)
-        response = await _ingest(
+        response = await ingest(
             request, lambda p, at: segment.decode_single(p, message_type, at, key), _segment_answer
         )
         return _segment_error(response)

@@ -41,7 +41,7 @@ async def _read(request: Request, state: AppState) -> Any:
     )
 
 
-async def _ingest(
+async def ingest(
     request: Request,
     decode: Callable[[Any, datetime], DecodedRequest],
     answer: Callable[[DecodedRequest, list[CommandResult]], dict[str, Any]],
@@ -76,7 +76,7 @@ def _errors(decoded: DecodedRequest) -> list[dict[str, Any]]:
     return [{"index": r.index, "error": r.rejection.reason} for r in decoded.rejected]
 
 
-def _posthog_answer(decoded: DecodedRequest, results: list[CommandResult]) -> dict[str, Any]:
+def posthog_answer(decoded: DecodedRequest, results: list[CommandResult]) -> dict[str, Any]:
     # Exactly what PostHog's clients expect; per-event errors ride along for humans.
     body: dict[str, Any] = {"status": 1}
     errors = _errors(decoded) + [
@@ -112,10 +112,10 @@ def _native_answer(decoded: DecodedRequest, results: list[CommandResult]) -> dic
 
 async def posthog_capture(request: Request) -> Response:
     query_sent_at = request.query_params.get("sent_at") or request.query_params.get("_")
-    return await _ingest(
+    return await ingest(
         request,
         lambda payload, received_at: posthog.decode_request(payload, received_at, query_sent_at),
-        _posthog_answer,
+        posthog_answer,
     )
 
 
@@ -126,13 +126,13 @@ def _bearer(request: Request) -> str | None:
 
 async def native_batch(request: Request) -> Response:
     token = _bearer(request)
-    return await _ingest(request, lambda p, at: native.decode_batch(p, at, token), _native_answer)
+    return await ingest(request, lambda p, at: native.decode_batch(p, at, token), _native_answer)
 
 
 def _native_single(message_type: str) -> Callable[[Request], Any]:
     async def handler(request: Request) -> Response:
         token = _bearer(request)
-        return await _ingest(request, lambda p, at: native.decode_single(p, message_type, at, token), _native_answer)
+        return await ingest(request, lambda p, at: native.decode_single(p, message_type, at, token), _native_answer)
 
     handler.__name__ = f"ingest_{message_type}"
     handler.__doc__ = f"Send one `{message_type}` message (see `POST /ingest/batch` for its fields)."

@@ -194,7 +194,6 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
             UNIQUE (project_id, name)
         );
         CREATE INDEX events_by_name ON events(project_id, event, timestamp);
-        CREATE INDEX events_by_time ON events(project_id, timestamp);
         """,
     ),
 )
