@@ -49,6 +49,11 @@ from typing import Any
 from idstitch.attributes import AttributeOps, OperationContext, PersonAttributes, apply_operations
 from idstitch.commands import INGEST, Command, Event, Identify, Track
 from idstitch.engine import LinkEntry, PersonRow, StoredEvent
+
+try:
+    from idstitch.engine import PersonCache
+except ImportError:  # an engine without a cross-transaction cache
+    PersonCache = None  # type: ignore[assignment,misc]
 from idstitch.first_touch import first_touch_ops
 from idstitch.identity import Action, Holder, LinkKind, decide_link
 from idstitch.ids import person_id_for
@@ -173,6 +178,8 @@ def engine_load(path: Path, events: int, seed: int) -> int:
     conn.execute("PRAGMA synchronous = OFF")
     project_id, settings = _project(conn)
     seq = SQLitePersons.max_seq(conn)
+    # The writer keeps one person cache across its transactions (engine.PersonCache), if it has one.
+    cache = [PersonCache()] if PersonCache is not None else []
     stored = 0
     for chunk in lives(events, seed):
         steps = sorted((step for life in chunk for step in life), key=lambda step: step[0].timestamp)
@@ -180,7 +187,7 @@ def engine_load(path: Path, events: int, seed: int) -> int:
             Identify(event, user_id=event.distinct_id, anonymous_id=anon) if anon else Track(event) for event, anon in steps
         ]
         conn.execute("BEGIN IMMEDIATE")
-        context = WriteContext(conn, lambda: NOW, seq)
+        context = WriteContext(conn, lambda: NOW, seq, *cache)
         for start in range(0, len(commands), REQUEST):
             ingest_function(project_id, settings, commands[start : start + REQUEST], [])(context)
         conn.execute("COMMIT")
@@ -198,8 +205,8 @@ class _Person:
 
 
 def bulk_load(path: Path, events: int, seed: int) -> int:
-    """The same rows as `engine_load`, written with the store's own functions (`SQLitePersons`:
-    events and the sessions upsert, persons, mapping, attributes, links, warnings).
+    """The same rows as `engine_load`, written with the store's own batch functions
+    (`SQLitePersons`: events and the sessions upsert, persons, mapping, attributes, links, warnings).
 
     Identity decisions come from the real rules (`decide_link`), attribute values from the real
     `apply_operations` and `merged_under`; what it skips is the engine's per-event bookkeeping.
@@ -300,11 +307,14 @@ def bulk_load(path: Path, events: int, seed: int) -> int:
                     warnings += apply_operations(person.attributes, event.ops, context, policy)[1]
             persons += alive.values()
         store.insert_events(kept)
-        for person in persons:
-            store.save_person(person.row, new=True)
-            for distinct_id, (is_user_id, mapped_at) in person.ids.items():
-                store.map_distinct_id(distinct_id, person.row.person_id, is_user_id, mapped_at)
-            store.save_attributes(person.row.person_id, person.attributes, list(person.attributes.items))
+        store.save_persons([person.row for person in persons], new=True)
+        store.map_distinct_ids([
+            (distinct_id, person.row.person_id, is_user_id, mapped_at)
+            for person in persons for distinct_id, (is_user_id, mapped_at) in person.ids.items()
+        ])
+        store.save_attributes([
+            (person.row.person_id, key, attribute) for person in persons for key, attribute in person.attributes.items.items()
+        ])
         for link in links:
             store.insert_link(link)
         if warnings:

@@ -43,6 +43,8 @@ class OpKind(StrEnum):
     SET = "set"
     SET_ONCE = "set_once"
     UNSET = "unset"
+    # add, append, union or remove: a change of the value before it, not a value of its own.
+    UPDATE = "update"
 
 
 _ISO_DATETIME = re.compile(
@@ -99,17 +101,21 @@ class Attribute:
     time: datetime
     seq: int
     event_uuid: str | None
+    # Higher rank wins. Any set/unset/update beats any set_once; among set_onces, earliest wins.
+    rank: tuple[int, float, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.rank = rank_of(self.kind, self.time.timestamp(), self.seq)
 
     @property
     def is_present(self) -> bool:
         return self.kind is not OpKind.UNSET
 
-    def rank(self) -> tuple[int, float, int]:
-        """Higher rank wins. Any `set`/`unset` beats any `set_once`; among `set_once`s, earliest wins."""
-        ts = self.time.timestamp()
-        if self.kind is OpKind.SET_ONCE:
-            return (0, -ts, -self.seq)
-        return (1, ts, self.seq)
+
+def rank_of(kind: OpKind, timestamp: float, seq: int) -> tuple[int, float, int]:
+    if kind is OpKind.SET_ONCE:
+        return (0, -timestamp, -seq)
+    return (1, timestamp, seq)
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +244,8 @@ def apply_operations(
         return set(), warnings
 
     changed: set[str] = set()
+    items = attributes.items
+    timestamp = context.time.timestamp()
 
     def admit(key: str, value: Any, check_value: bool = True) -> bool:
         reason = _refusal(key, value, context, policy, check_value)
@@ -246,20 +254,22 @@ def apply_operations(
         warnings.append(reason)
         return False
 
-    def stamp(key: str, value: Any, kind: OpKind) -> None:
-        candidate = Attribute(value, kind, context.time, context.seq, context.event_uuid)
-        current = attributes.items.get(key)
+    def loses(key: str, kind: OpKind) -> bool:
+        current = items.get(key)
+        if current is None:
+            return False
+        rank = rank_of(kind, timestamp, context.seq)
         # An equal rank is this same event (same time, same arrival): its later operations apply in
         # the §4 order (set, then unset, then add/append/union/remove); a repeated set_once does not.
-        if current is not None and (
-            candidate.rank() < current.rank() or (candidate.rank() == current.rank() and kind is OpKind.SET_ONCE)
-        ):
-            return
-        if kind is not OpKind.UNSET and (current is None or not current.is_present):
+        return rank < current.rank or (rank == current.rank and kind is OpKind.SET_ONCE)
+
+    def stamp(key: str, candidate: Attribute) -> None:
+        current = items.get(key)
+        if candidate.is_present and (current is None or not current.is_present):
             if attributes.present_keys >= policy.max_keys:
                 warnings.append(_limit(context, key, "max_keys", policy.max_keys))
                 return
-        growth = encoded_size(key, value) if kind is not OpKind.UNSET else 0
+        growth = encoded_size(key, candidate.value) if candidate.is_present else 0
         if current is not None and current.is_present:
             growth -= encoded_size(key, current.value)
         if growth > 0 and attributes.total_bytes + growth > policy.max_total_bytes:
@@ -268,15 +278,17 @@ def apply_operations(
         attributes.put(key, candidate)
         changed.add(key)
 
+    def decide(key: str, value: Any, kind: OpKind) -> None:
+        # The rank is checked first: most first-touch set_onces lose, and need no other check.
+        if not loses(key, kind) and admit(key, value, kind is not OpKind.UNSET):
+            stamp(key, Attribute(value, kind, context.time, context.seq, context.event_uuid))
+
     for key, value in ops.set_once.items():
-        if admit(key, value):
-            stamp(key, value, OpKind.SET_ONCE)
+        decide(key, value, OpKind.SET_ONCE)
     for key, value in ops.set.items():
-        if admit(key, value):
-            stamp(key, value, OpKind.SET)
+        decide(key, value, OpKind.SET)
     for key in ops.unset:
-        if admit(key, None, check_value=False):
-            stamp(key, None, OpKind.UNSET)
+        decide(key, None, OpKind.UNSET)
 
     for operation, values in (
         ("add", ops.add),
@@ -285,7 +297,9 @@ def apply_operations(
         ("remove", ops.remove),
     ):
         for key, operand in values.items():
-            current = attributes.items.get(key)
+            current = items.get(key)
+            if current is not None and current.kind in (OpKind.SET, OpKind.UNSET) and loses(key, OpKind.UPDATE):
+                continue  # a later set or unset decided the key: this older change is overridden
             existing = current.value if current is not None and current.is_present else None
             result = _transform(operation, existing, operand)
             if isinstance(result, str):
@@ -295,7 +309,11 @@ def apply_operations(
                 continue
             (value,) = result
             if admit(key, value):
-                stamp(key, value, OpKind.SET)
+                # Changes commute: an older one arriving late still counts, and the key keeps the
+                # newer of the two times, so a set older than both still loses.
+                newer = current is None or not loses(key, OpKind.UPDATE)
+                when, seq = (context.time, context.seq) if newer else (current.time, current.seq)  # type: ignore[union-attr]
+                stamp(key, Attribute(value, OpKind.UPDATE, when, seq, context.event_uuid))
     return changed, warnings
 
 

@@ -252,5 +252,31 @@ def _default_project(conn: sqlite3.Connection) -> Project:
     return project
 
 
+@cli.command()
+@_option("data_dir")
+@click.option("--visitors", default=300, show_default=True, type=click.IntRange(1, 100_000), help="Visitors to simulate.")
+@click.option("--seed", default=7, show_default=True, help="Random seed: the same seed gives the same data.")
+@click.option("--url", default="http://127.0.0.1:8000", show_default=True, help="The server's URL, for the printed link.")
+def demo(data_dir: str, visitors: int, seed: int, url: str) -> None:
+    """Load a month of demo visitors (sessions, sign-ups on several devices, plans, refused
+    merges, warnings) through the ingest path, and print a secret key for the web UI.
+
+    Example: idstitch demo --data-dir ./idstitch-data
+    """
+    from idstitch.demo import load_demo
+    from idstitch.server.app import prepare
+
+    config = ServerConfig(data_dir=Path(data_dir))
+    project = prepare(config).project
+    report = load_demo(config.database, project, visitors=visitors, seed=seed)
+    created = _write_once(config.database, lambda context: privacy.create_secret_key(
+        context.conn, project.id, "demo", "cli", context.now()
+    ))
+    click.echo(f"demo: {report.events} events sent, {report.accepted} accepted ({report.duplicates} already there),"
+               f" {report.rejected} rejected, {report.warnings} warnings")
+    click.echo(f"  web UI:       {url.rstrip('/')}/ui/")
+    click.echo(f"  secret key:   {created['secret']}  (sign in with it; stored hashed, not shown again)")
+
+
 if __name__ == "__main__":
     cli()

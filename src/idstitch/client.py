@@ -2,8 +2,8 @@
 
     >>> import idstitch
     >>> client = idstitch.Client("http://127.0.0.1:8000", ingest_token="phc_...", secret_key="sk_...")
-    >>> client.track("cookie-1", "Viewed pricing", {"plan": "pro"}, session_id="s-1")
-    >>> client.identify("user-42", anonymous_id="cookie-1", set={"email": "ada@example.com"})
+    >>> sent = client.track("cookie-1", "Viewed pricing", {"plan": "pro"}, session_id="s-1")
+    >>> sent = client.identify("user-42", anonymous_id="cookie-1", set={"email": "ada@example.com"})
     >>> client.flush()
     True
     >>> client.person("cookie-1")["user_ids"]

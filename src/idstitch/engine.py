@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from idstitch.attributes import (
     NO_OPS,
+    Attribute,
     AttributeOps,
     OperationContext,
     PersonAttributes,
@@ -43,7 +44,7 @@ from idstitch.identity import (
     decide_identify_alone,
     decide_link,
 )
-from idstitch.ids import person_id_for
+from idstitch.ids import normalize_distinct_id, person_id_for
 from idstitch.outcomes import LinkOutcome, Rejection, WarningRecord, WarningType
 from idstitch.settings import ProjectSettings
 
@@ -76,34 +77,37 @@ class StoredEvent:
 
 
 @dataclass(frozen=True, slots=True)
-class ReplayedOps:
-    """An event's attribute operations, read back for re-deriving a person after a split."""
+class ReplayedEvent:
+    """A stored event read back, in arrival order, for re-deriving a person after a split."""
 
     seq: int
     uuid: str
     distinct_id: str
+    name: str
     timestamp: datetime
+    properties: dict[str, Any]
     ops: AttributeOps
+    process_person: bool
 
 
 class PersonStore(Protocol):
     """What the engine needs from a store transaction (store/sqlite.py implements it)."""
 
-    def person_of(self, distinct_id: str) -> str | None: ...
-    def load_person(self, person_id: str) -> PersonRow | None: ...
+    def owners_of(self, distinct_ids: Iterable[str]) -> dict[str, str]: ...
+    def load_persons(self, person_ids: Iterable[str]) -> dict[str, tuple[PersonRow, set[str]]]: ...
     def distinct_ids_of(self, person_id: str) -> list[tuple[str, bool]]: ...
-    def load_attributes(self, person_id: str) -> PersonAttributes: ...
-    def save_person(self, row: PersonRow, *, new: bool) -> None: ...
+    def load_attributes(self, person_ids: Iterable[str]) -> dict[str, PersonAttributes]: ...
+    def save_persons(self, rows: list[PersonRow], *, new: bool) -> None: ...
     def delete_person(self, person_id: str) -> None: ...
-    def map_distinct_id(self, distinct_id: str, person_id: str, is_user_id: bool, created_at: datetime) -> None: ...
+    def map_distinct_ids(self, rows: list[tuple[str, str, bool, datetime]]) -> None: ...
     def set_user_id(self, distinct_id: str, is_user_id: bool) -> None: ...
     def move_distinct_ids(self, from_person_id: str, to_person_id: str) -> None: ...
-    def save_attributes(self, person_id: str, attributes: PersonAttributes, keys: Iterable[str]) -> None: ...
+    def save_attributes(self, rows: list[tuple[str, str, Attribute]]) -> None: ...
     def replace_attributes(self, person_id: str, attributes: PersonAttributes) -> None: ...
     def existing_event_uuids(self, uuids: list[str]) -> set[str]: ...
     def next_seq(self) -> int: ...
     def insert_events(self, events: list[StoredEvent]) -> None: ...
-    def replay_ops(self, distinct_ids: list[str]) -> Iterator[ReplayedOps]: ...
+    def replay_events(self, distinct_ids: list[str]) -> Iterator[ReplayedEvent]: ...
     def insert_link(self, entry: LinkEntry) -> None: ...
     def insert_warnings(self, warnings: list[WarningRecord]) -> None: ...
     def insert_dead_letter(self, reason: str, payload: Any) -> None: ...
@@ -121,6 +125,35 @@ class _Person:
     deleted: bool = False
 
 
+class PersonCache:
+    """Persons and id owners kept across transactions by the one writer of a store.
+
+    Most events come from visitors seen moments ago; keeping them in memory makes such an event a
+    dictionary lookup instead of four queries. Only the writer changes the store, so the cache
+    stays true as long as the writer drops it whenever a write it did not see through a `Batch`
+    happened (a rolled-back savepoint, an admin write, another process): see ingest/pipeline.py.
+    """
+
+    def __init__(self, max_persons: int = 20_000) -> None:
+        self.max_persons = max_persons
+        self.persons: dict[str, _Person] = {}
+        # distinct id -> person id, or None when the store had no person for it.
+        self.owner: dict[str, str | None] = {}
+
+    def clear(self) -> None:
+        self.persons.clear()
+        self.owner.clear()
+
+    def trim(self) -> None:
+        """Forget the oldest half when over capacity (after a commit, when nothing is dirty)."""
+        if len(self.persons) > self.max_persons:
+            for person_id in list(self.persons)[: len(self.persons) // 2]:
+                del self.persons[person_id]
+        if len(self.owner) > 4 * self.max_persons:
+            for distinct_id in list(self.owner)[: len(self.owner) // 2]:
+                del self.owner[distinct_id]
+
+
 @dataclass(slots=True)
 class CommandResult:
     warnings: list[WarningRecord] = field(default_factory=list)
@@ -132,23 +165,53 @@ class CommandResult:
 class Batch:
     """One transaction's worth of commands for one project."""
 
-    def __init__(self, store: PersonStore, project_id: int, settings: ProjectSettings, now: Now) -> None:
+    def __init__(
+        self,
+        store: PersonStore,
+        project_id: int,
+        settings: ProjectSettings,
+        now: Now,
+        cache: PersonCache | None = None,
+    ) -> None:
         self.store = store
         self.project_id = project_id
         self.settings = settings
         self.now = now
-        self._persons: dict[str, _Person] = {}
-        self._owner: dict[str, str | None] = {}
+        cache = cache if cache is not None else PersonCache()
+        self._persons = cache.persons
+        self._owner = cache.owner
+        self._pending_ids: list[tuple[str, str, bool, datetime]] = []
         self._events: list[StoredEvent] = []
         self._warnings: list[WarningRecord] = []
         self._seen_uuids: set[str] = set()
         self._known_uuids: set[str] = set()
+        # Persons this batch may have changed, in the order it first touched them.
+        self._touched: dict[str, _Person] = {}
 
     # -- entry points -------------------------------------------------------------------
 
-    def prefetch_duplicates(self, uuids: list[str]) -> None:
-        """Look up, in one query, which of the batch's event uuids are already stored."""
+    def prefetch(self, commands: list[Command]) -> None:
+        """Load, in a few queries, what the commands will need: stored uuids, owners, persons."""
+        uuids: list[str] = []
+        distinct_ids: set[str] = set()
+        for command in commands:
+            event = getattr(command, "event", None)
+            if event is not None:
+                uuids.append(event.uuid)
+                distinct_ids.add(event.distinct_id)
+            if isinstance(command, (Alias, Merge)):
+                distinct_ids.update((command.target, command.source))
+            elif isinstance(command, Identify) and command.anonymous_id is not None:
+                distinct_ids.add(command.anonymous_id)
         self._known_uuids |= self.store.existing_event_uuids(uuids)
+        unknown = [d for d in distinct_ids if d not in self._owner]
+        if unknown:
+            found = self.store.owners_of(unknown)
+            for distinct_id in unknown:
+                self._owner[distinct_id] = found.get(distinct_id)
+        missing = {self._owner[d] for d in distinct_ids} - self._persons.keys() - {None}
+        if missing:
+            self._load_many(missing)  # type: ignore[arg-type]
 
     def apply(self, command: Command) -> CommandResult:
         result = CommandResult()
@@ -176,15 +239,29 @@ class Batch:
 
     def flush(self) -> None:
         """Write everything the batch changed; the caller commits."""
-        for person in self._persons.values():
+        self._write_ids()
+        new: list[PersonRow] = []
+        changed: list[PersonRow] = []
+        attributes: list[tuple[str, str, Attribute]] = []
+        for person in self._touched.values():
             if person.deleted:
                 continue
-            if person.new or person.dirty:
-                self.store.save_person(person.row, new=person.new)
-                person.new = person.dirty = False
+            if person.new:
+                new.append(person.row)
+            elif person.dirty:
+                changed.append(person.row)
+            person.new = person.dirty = False
             if person.dirty_keys and person.attributes is not None:
-                self.store.save_attributes(person.row.person_id, person.attributes, person.dirty_keys)
+                items = person.attributes.items
+                attributes.extend((person.row.person_id, key, items[key]) for key in person.dirty_keys)
                 person.dirty_keys = set()
+        self._touched = {}
+        if new:
+            self.store.save_persons(new, new=True)
+        if changed:
+            self.store.save_persons(changed, new=False)
+        if attributes:
+            self.store.save_attributes(attributes)
         if self._events:
             self.store.insert_events(self._events)
             self._events = []
@@ -335,6 +412,7 @@ class Batch:
                 person.dirty = True
             if decision.target_becomes_user_id and target not in person.user_ids and self._owner.get(target) == person.row.person_id:
                 person.user_ids.add(target)
+                self._write_ids()
                 self.store.set_user_id(target, True)
         self._log(
             kind, actor, target, source, event, decision.outcome, decision.row, decision.reason,
@@ -379,7 +457,7 @@ class Batch:
         if distinct_id in self._owner:
             person_id = self._owner[distinct_id]
         else:
-            person_id = self.store.person_of(distinct_id)
+            person_id = self.store.owners_of([distinct_id]).get(distinct_id)
             self._owner[distinct_id] = person_id
         if person_id is None:
             return None
@@ -388,12 +466,24 @@ class Batch:
     def _load(self, person_id: str) -> _Person:
         person = self._persons.get(person_id)
         if person is None:
-            row = self.store.load_person(person_id)
-            if row is None:
+            self._load_many({person_id})
+            person = self._persons.get(person_id)
+            if person is None:
                 raise NotFound(f"No person with id {person_id!r}")
-            user_ids = {d for d, is_user_id in self.store.distinct_ids_of(person_id) if is_user_id}
-            person = self._persons[person_id] = _Person(row, user_ids)
+        self._touched[person_id] = person
         return person
+
+    def _load_many(self, person_ids: set[str]) -> None:
+        found = self.store.load_persons(person_ids)
+        attributes = self.store.load_attributes(found)
+        for person_id, (row, user_ids) in found.items():
+            self._persons[person_id] = _Person(row, user_ids, attributes.get(person_id) or PersonAttributes())
+
+    def _write_ids(self) -> None:
+        """Write the distinct ids mapped so far: SQL that reads the mapping must see them."""
+        if self._pending_ids:
+            self.store.map_distinct_ids(self._pending_ids)
+            self._pending_ids = []
 
     def _person_for_event(self, event: Event) -> _Person | None:
         person = self._person_of(event.distinct_id)
@@ -410,18 +500,20 @@ class Batch:
         person_id = person_id_for(self.project_id, distinct_id)
         person = _Person(PersonRow(person_id, when, identified), set(), PersonAttributes(), new=True)
         self._persons[person_id] = person
+        self._touched[person_id] = person
         self._map(distinct_id, person, when, is_user_id=is_user_id)
         return person
 
     def _map(self, distinct_id: str, person: _Person, when: datetime, *, is_user_id: bool) -> None:
-        self.store.map_distinct_id(distinct_id, person.row.person_id, is_user_id, when)
+        self._pending_ids.append((distinct_id, person.row.person_id, is_user_id, when))
         self._owner[distinct_id] = person.row.person_id
         if is_user_id:
             person.user_ids.add(distinct_id)
 
     def _attributes(self, person: _Person) -> PersonAttributes:
         if person.attributes is None:
-            person.attributes = self.store.load_attributes(person.row.person_id)
+            loaded = self.store.load_attributes([person.row.person_id])
+            person.attributes = loaded.get(person.row.person_id) or PersonAttributes()
         return person.attributes
 
     def _merge_persons(self, source: _Person, target: _Person) -> None:
@@ -432,17 +524,17 @@ class Batch:
         target.user_ids |= source.user_ids
         target.row.created_at = min(target.row.created_at, source.row.created_at)
         target.dirty = True
+        self._write_ids()
+        for distinct_id, _ in self.store.distinct_ids_of(source.row.person_id):
+            self._owner[distinct_id] = target.row.person_id
         self.store.move_distinct_ids(source.row.person_id, target.row.person_id)
-        for distinct_id, owner in self._owner.items():
-            if owner == source.row.person_id:
-                self._owner[distinct_id] = target.row.person_id
         self._drop(source)
 
     def _drop(self, person: _Person) -> None:
         if not person.new:
             self.store.delete_person(person.row.person_id)
         person.deleted = True
-        del self._persons[person.row.person_id]
+        self._persons.pop(person.row.person_id, None)
 
     def _apply_ops(self, person: _Person, event: Event, seq: int, result: CommandResult) -> None:
         auto = first_touch_ops(event.properties, event.name)
@@ -471,6 +563,7 @@ class Batch:
     def _split(self, command: Split, result: CommandResult) -> None:
         """Give ids persons of their own, re-deriving each person's attributes from its ids' events."""
         person = self._load(command.person_id)
+        self._write_ids()
         owned = [d for d, _ in self.store.distinct_ids_of(person.row.person_id)]
         chosen = list(owned if command.distinct_ids is None else command.distinct_ids)
         strangers = [d for d in chosen if d not in owned]
@@ -497,12 +590,13 @@ class Batch:
             else:
                 part = _Person(PersonRow(person_id, created_at, has_user_id), set(), new=True)
                 self._persons[person_id] = part
+                self._touched[person_id] = part
             part.user_ids = {d for d in group if d in user_ids}
             part.attributes = attributes
             part.dirty_keys = set()
             self.store.replace_attributes(person_id, attributes)
             for distinct_id in group:
-                self.store.map_distinct_id(distinct_id, person_id, distinct_id in user_ids, created_at)
+                self._pending_ids.append((distinct_id, person_id, distinct_id in user_ids, created_at))
                 self._owner[distinct_id] = person_id
                 self._log(
                     LinkKind.SPLIT, command.actor, distinct_id, None, None, LinkOutcome.SPLIT, None, None,
@@ -518,15 +612,25 @@ class Batch:
         attributes = PersonAttributes()
         first_seen: datetime | None = None
         policy = self.settings.attribute_policy
-        for replay in self.store.replay_ops(distinct_ids):
+        for replay in self.store.replay_events(distinct_ids):
             first_seen = replay.timestamp if first_seen is None else min(first_seen, replay.timestamp)
+            if not replay.process_person:
+                continue
             context = OperationContext(replay.timestamp, replay.seq, replay.uuid, replay.distinct_id, has_user_id)
-            apply_operations(attributes, replay.ops, context, policy)
+            # The same operations ingestion applied: first-touch values, then the event's own.
+            for ops in (first_touch_ops(replay.properties, replay.name), replay.ops):
+                if ops:
+                    apply_operations(attributes, ops, context, policy)
         return attributes, first_seen
 
     def _import(self, command: ImportPerson, result: CommandResult) -> None:
         if not command.distinct_ids:
             raise InvalidRequest("An imported person needs at least one distinct id")
+        # The §2 rules apply to imported ids as to ingested ones (an empty id was imported as is).
+        for distinct_id in command.distinct_ids:
+            checked = normalize_distinct_id(distinct_id)
+            if isinstance(checked, Rejection):
+                raise InvalidRequest(f"Distinct id {distinct_id[:50]!r}: {checked.reason}")
         taken = [d for d in command.distinct_ids if self._person_of(d) is not None]
         if taken:
             raise Conflict(f"Distinct ids {taken!r} already belong to a person")

@@ -26,7 +26,7 @@ class Setting:
 
 PROJECT_SETTINGS: tuple[Setting, ...] = (
     Setting("person_profiles", "always", "`always`: every event has a person; `identified_only`: anonymous events create no person until an identify."),
-    Setting("attributes_enabled", True, "Accept attribute operations at all; when false each is refused with `attributes_disabled` (events still count)."),
+    Setting("attributes_enabled", True, "Accept attribute operations at all; when false each is refused with `attributes_disabled` at once (events still count). Attributes already stored stay until deleted (POST /api/privacy/delete)."),
     Setting("pii_guard", True, "Emails only under the key `email`, and only for visitors with a user id."),
     Setting("max_user_ids", 1, "User ids one person may hold; null for unlimited."),
     Setting("allow_merge_over_ingest", False, "Accept `$merge_dangerously` with the public ingest token."),

@@ -1,7 +1,7 @@
 """The engine on a real SQLite file, and readable builders for the commands it accepts.
 
 Each `Engine.apply(...)` is one transaction, driven the way ingest/pipeline.py drives a request:
-`Batch(SQLitePersons(...))`, `prefetch_duplicates`, `apply` per command, `flush`, commit. The
+`Batch(SQLitePersons(...))`, `prefetch`, `apply` per command, `flush`, commit. The
 readers go straight to the tables, so the tests see what is stored, not what the engine caches.
 """
 
@@ -126,7 +126,7 @@ class Engine:
             seq = itertools.count(SQLitePersons.max_seq(conn) + 1)
             store = SQLitePersons(conn, PROJECT_ID, self.now, lambda: next(seq))
             batch = Batch(store, PROJECT_ID, self.settings, self.now)
-            batch.prefetch_duplicates([c.event.uuid for c in commands if getattr(c, "event", None) is not None])
+            batch.prefetch(commands)
             result = work(batch)
             batch.flush()
         except BaseException:

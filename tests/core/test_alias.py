@@ -89,7 +89,9 @@ def test_alias_follows_the_decision_table(
         pytest.param(None, None, "A", Action.CREATE_BOTH, id="row-A"),
         pytest.param(identified("p-1", id_is_user_id=False), None, "B", Action.ATTACH_SOURCE, id="row-B"),
         pytest.param(None, identified("p-2", id_is_user_id=False), "C", Action.ATTACH_TARGET, id="row-C"),
-        pytest.param(identified("p-1", id_is_user_id=False), identified("p-1", id_is_user_id=False), "D", Action.MARK, id="row-D"),
+        pytest.param(
+            identified("p-1", id_is_user_id=False), identified("p-1", id_is_user_id=False), "D", Action.MARK, id="row-D"
+        ),
         pytest.param(identified("p-1", id_is_user_id=False), anonymous("p-2"), "E", Action.MERGE, id="row-E"),
     ],
 )
@@ -97,7 +99,9 @@ def test_alias_never_makes_user_ids_so_never_hits_max_user_ids(
     max_user_ids: int | None, target: Holder | None, source: Holder | None, row: str, action: Action
 ) -> None:
     decision = decide_alias(target, source, max_user_ids=max_user_ids)
-    assert (decision.row, decision.action, decision.target_becomes_user_id, decision.warnings) == (row, action, False, ())
+    assert (decision.row, decision.action, decision.target_becomes_user_id, decision.warnings) == (
+        row, action, False, (),
+    )
 
 
 # -- the engine ------------------------------------------------------------------------------
@@ -132,7 +136,9 @@ def test_alias_refuses_to_join_an_identified_person_to_another(engine) -> None:
         {"distinct_ids": ["anon-1", "user-1"], "user_ids": ["user-1"], "is_identified": True},
         {"distinct_ids": ["anon-2", "user-2"], "user_ids": ["user-2"], "is_identified": True},
     ]
-    assert engine.links()[-1] == Link("alias", "ingest", "user-2", "anon-1", "F", "refused", "cannot_merge_already_identified")
+    assert engine.links()[-1] == Link(
+        "alias", "ingest", "user-2", "anon-1", "F", "refused", "cannot_merge_already_identified"
+    )
     assert engine.warnings() == [Warned("cannot_merge_already_identified", ("anon-1", "user-2"))]
 
 

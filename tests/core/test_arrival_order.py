@@ -15,7 +15,12 @@ from idstitch.attributes import AttributeOps, AttributePolicy, OperationContext,
 from tests.core.harness import at
 
 KEYS = st.sampled_from(["plan", "seats", "color"])
-VALUES = st.one_of(st.integers(0, 3), st.sampled_from(["free", "pro", "2026-03-01"]), st.none(), st.lists(st.integers(0, 2), max_size=2))
+VALUES = st.one_of(
+    st.integers(0, 3),
+    st.sampled_from(["free", "pro", "2026-03-01"]),
+    st.none(),
+    st.lists(st.integers(0, 2), max_size=2),
+)
 OPS = st.builds(
     AttributeOps,
     set_once=st.dictionaries(KEYS, VALUES, max_size=2),

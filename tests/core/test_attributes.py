@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -189,13 +190,25 @@ def test_one_events_operations_apply_in_the_documented_order(ops: dict[str, Any]
     [
         pytest.param([{"add": {"logins": 1}}], {"logins": 1}, id="add-to-nothing"),
         pytest.param([{"add": {"logins": 1}}, {"add": {"logins": 2}}], {"logins": 3}, id="add-twice"),
-        pytest.param([{"set": {"balance": 1.5}}, {"add": {"balance": -0.5}}], {"balance": 1.0}, id="add-negative-float"),
-        pytest.param([{"append": {"tags": "a"}}, {"append": {"tags": "a"}}], {"tags": ["a", "a"]}, id="append-keeps-duplicates"),
+        pytest.param(
+            [{"set": {"balance": 1.5}}, {"add": {"balance": -0.5}}], {"balance": 1.0}, id="add-negative-float"
+        ),
+        pytest.param(
+            [{"append": {"tags": "a"}}, {"append": {"tags": "a"}}], {"tags": ["a", "a"]}, id="append-keeps-duplicates"
+        ),
         pytest.param([{"append": {"tags": ["a", "b"]}}], {"tags": [["a", "b"]]}, id="append-a-list-is-one-item"),
-        pytest.param([{"union": {"tags": ["a", "b", "a"]}}, {"union": {"tags": ["b", "c"]}}], {"tags": ["a", "b", "c"]}, id="union"),
+        pytest.param(
+            [{"union": {"tags": ["a", "b", "a"]}}, {"union": {"tags": ["b", "c"]}}], {"tags": ["a", "b", "c"]},
+            id="union",
+        ),
         pytest.param([{"union": {"tags": "a"}}], {"tags": ["a"]}, id="union-one-value"),
-        pytest.param([{"set": {"tags": ["a", "b", "a", "c"]}}, {"remove": {"tags": "a"}}], {"tags": ["b", "c"]}, id="remove-every-copy"),
-        pytest.param([{"set": {"tags": ["a", "b", "c"]}}, {"remove": {"tags": ["a", "c"]}}], {"tags": ["b"]}, id="remove-several"),
+        pytest.param(
+            [{"set": {"tags": ["a", "b", "a", "c"]}}, {"remove": {"tags": "a"}}], {"tags": ["b", "c"]},
+            id="remove-every-copy",
+        ),
+        pytest.param(
+            [{"set": {"tags": ["a", "b", "c"]}}, {"remove": {"tags": ["a", "c"]}}], {"tags": ["b"]}, id="remove-several"
+        ),
     ],
 )
 def test_add_append_union_remove_transform_the_current_value(
@@ -205,6 +218,29 @@ def test_add_append_union_remove_transform_the_current_value(
     for minute, ops in enumerate(events):
         assert person.event(minute, **ops) == []
     assert person.values() == values
+
+
+def test_an_older_increment_arriving_late_still_counts() -> None:
+    person = Person()
+    person.event(1, set={"logins": 10})
+    person.event(5, add={"logins": 1})
+    person.event(3, add={"logins": 1})  # back-filled: older than the last increment
+    assert person.values() == {"logins": 12}
+
+
+def test_an_older_increment_arriving_after_a_newer_set_is_overridden_by_the_set() -> None:
+    person = Person()
+    person.event(5, set={"logins": 10})
+    person.event(3, add={"logins": 1})
+    assert person.values() == {"logins": 10}
+
+
+def test_a_set_older_than_an_increment_loses_to_it() -> None:
+    person = Person()
+    person.event(5, union={"teams": ["core"]})
+    person.event(3, set={"teams": []})
+    assert person.values() == {"teams": ["core"]}
+
 
 
 @pytest.mark.parametrize(
@@ -288,7 +324,9 @@ def test_merge_leaves_both_sides_unchanged() -> None:
 @pytest.mark.parametrize(
     "has_user_id, ops, values, warnings",
     [
-        pytest.param(True, {"set": {"email": "ada@example.com"}}, {"email": "ada@example.com"}, [], id="email-key-identified"),
+        pytest.param(
+            True, {"set": {"email": "ada@example.com"}}, {"email": "ada@example.com"}, [], id="email-key-identified"
+        ),
         pytest.param(
             False, {"set": {"email": "ada@example.com"}}, {},
             [warning(WarningType.PII_ON_ANONYMOUS, key="email")], id="email-key-anonymous",
@@ -401,7 +439,10 @@ def test_a_value_of_the_wrong_declared_type_is_dropped(
 def test_max_keys_refuses_a_new_key_but_updates_existing_ones() -> None:
     person = Person(AttributePolicy(max_keys=2))
     person.event(0, set={"a": 1, "b": 2})
-    assert person.event(1, set={"c": 3, "a": 10}, set_once={"d": 4}) == [limit("d", "max_keys", 2), limit("c", "max_keys", 2)]
+    assert person.event(1, set={"c": 3, "a": 10}, set_once={"d": 4}) == [
+        limit("d", "max_keys", 2),
+        limit("c", "max_keys", 2),
+    ]
     assert person.values() == {"a": 10, "b": 2}
 
 
@@ -463,8 +504,6 @@ def test_empty_key_is_refused() -> None:
     ],
 )
 def test_encoded_size_is_the_bytes_of_the_json(value: Any) -> None:
-    import json
-
     expected = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()) + len("key") + 4
     assert encoded_size("key", value) == expected
 
@@ -499,8 +538,18 @@ def test_project_limits_reach_the_engine(make_engine) -> None:
     engine = make_engine(max_string_length=4, property_types={"seats": "number"})
     [result] = engine.apply(identify("user-1", "anon-1", set={"plan": "basic", "seats": "3", "ok": "pro"}, uuid="e-1"))
     assert result.warnings == [
-        WarningRecord(WarningType.PROPERTY_LIMIT_EXCEEDED, ("user-1",), {"key": "plan", "limit": "max_string_length", "max": 4}, "e-1"),
-        WarningRecord(WarningType.PROPERTY_TYPE_MISMATCH, ("user-1",), {"key": "seats", "expected": "number", "received": "string"}, "e-1"),
+        WarningRecord(
+            WarningType.PROPERTY_LIMIT_EXCEEDED,
+            ("user-1",),
+            {"key": "plan", "limit": "max_string_length", "max": 4},
+            "e-1",
+        ),
+        WarningRecord(
+            WarningType.PROPERTY_TYPE_MISMATCH,
+            ("user-1",),
+            {"key": "seats", "expected": "number", "received": "string"},
+            "e-1",
+        ),
     ]
     assert engine.properties("user-1") == {"ok": "pro"}
 

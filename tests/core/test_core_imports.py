@@ -61,9 +61,16 @@ def test_core_module_imports_nothing_from_the_adapters_or_io_libraries(module: s
     [
         pytest.param("import sqlite3", ["sqlite3"], id="import"),
         pytest.param("import msgspec.json as j", ["msgspec.json"], id="import-submodule"),
-        pytest.param("from starlette.requests import Request", ["starlette.requests", "starlette.requests.Request"], id="from-import"),
+        pytest.param(
+            "from starlette.requests import Request", ["starlette.requests", "starlette.requests.Request"],
+            id="from-import",
+        ),
         pytest.param("def f():\n    import uvicorn\n", ["uvicorn"], id="inside-a-function"),
-        pytest.param("from idstitch.store.sqlite import open_database", ["idstitch.store.sqlite", "idstitch.store.sqlite.open_database"], id="store"),
+        pytest.param(
+            "from idstitch.store.sqlite import open_database",
+            ["idstitch.store.sqlite", "idstitch.store.sqlite.open_database"],
+            id="store",
+        ),
         pytest.param("from idstitch import server", ["idstitch.server"], id="package-attribute"),
         pytest.param("from .ingest import pipeline", ["idstitch.ingest", "idstitch.ingest.pipeline"], id="relative"),
         pytest.param("from . import store", ["idstitch.store"], id="relative-package"),

@@ -45,7 +45,9 @@ def test_page_referrer_and_campaign_properties_become_initial_attributes() -> No
         pytest.param({"$current_url": "https://shop.example/"}, "$import", id="import"),
     ],
 )
-def test_nothing_is_implied_by_null_values_unrelated_keys_or_non_visit_events(properties: dict[str, Any], name: str) -> None:
+def test_nothing_is_implied_by_null_values_unrelated_keys_or_non_visit_events(
+    properties: dict[str, Any], name: str
+) -> None:
     assert first_touch_ops(properties, name) is NO_OPS
 
 

@@ -111,7 +111,8 @@ def decide_identify(
             id="row-F-target-not-yet-identified",
         ),
         pytest.param(
-            "user-2", "anon-1", identified("p-user-1", id_is_user_id=False), identified("p-user-3", id_is_user_id=False),
+            "user-2", "anon-1",
+            identified("p-user-1", id_is_user_id=False), identified("p-user-3", id_is_user_id=False),
             Decision("F", Action.REFUSE, REFUSED, False, True, (cannot_merge("anon-1", "user-2"),)),
             id="row-F-target-person-already-holds-a-user-id",
         ),
@@ -182,7 +183,10 @@ HOLDS_USER_1 = identified("p-user-1", 1, id_is_user_id=False)
             Decision("C", Action.CREATE_TARGET_ALONE, REFUSED, True, True, (cannot_merge("anon-1", "user-2"),)),
             id="row-C-max-1",
         ),
-        pytest.param(2, None, HOLDS_USER_1, Decision("C", Action.ATTACH_TARGET, ATTACHED, True, True), id="row-C-max-2"),
+        pytest.param(
+            2, None, HOLDS_USER_1, Decision("C", Action.ATTACH_TARGET, ATTACHED, True, True),
+            id="row-C-max-2",
+        ),
         pytest.param(
             2, None, identified("p-user-1", 2, id_is_user_id=False),
             Decision("C", Action.CREATE_TARGET_ALONE, REFUSED, True, True, (cannot_merge("anon-1", "user-2"),)),
@@ -198,19 +202,28 @@ HOLDS_USER_1 = identified("p-user-1", 1, id_is_user_id=False)
             Decision("B", Action.REFUSE, REFUSED, False, True, (cannot_merge("anon-1", "user-2"),)),
             id="row-B-max-1",
         ),
-        pytest.param(2, HOLDS_USER_1, None, Decision("B", Action.ATTACH_SOURCE, ATTACHED, True, True), id="row-B-max-2"),
+        pytest.param(
+            2, HOLDS_USER_1, None, Decision("B", Action.ATTACH_SOURCE, ATTACHED, True, True),
+            id="row-B-max-2",
+        ),
         pytest.param(
             1, HOLDS_USER_1, HOLDS_USER_1,
             Decision("D", Action.REFUSE, REFUSED, False, True, (cannot_merge("anon-1", "user-2"),)),
             id="row-D-max-1",
         ),
-        pytest.param(2, HOLDS_USER_1, HOLDS_USER_1, Decision("D", Action.MARK, ALREADY_LINKED, True, True), id="row-D-max-2"),
+        pytest.param(
+            2, HOLDS_USER_1, HOLDS_USER_1, Decision("D", Action.MARK, ALREADY_LINKED, True, True),
+            id="row-D-max-2",
+        ),
         pytest.param(
             1, HOLDS_USER_1, anonymous("p-anon-1"),
             Decision("E", Action.REFUSE, REFUSED, False, True, (cannot_merge("anon-1", "user-2"),)),
             id="row-E-max-1",
         ),
-        pytest.param(2, HOLDS_USER_1, anonymous("p-anon-1"), Decision("E", Action.MERGE, MERGED, True, True), id="row-E-max-2"),
+        pytest.param(
+            2, HOLDS_USER_1, anonymous("p-anon-1"), Decision("E", Action.MERGE, MERGED, True, True),
+            id="row-E-max-2",
+        ),
         pytest.param(
             None, identified("p-user-2"), identified("p-user-1", id_is_user_id=False),
             Decision("F", Action.REFUSE, REFUSED, True, True, (cannot_merge("anon-1", "user-2"),)),
@@ -225,17 +238,17 @@ def test_identify_gives_a_person_at_most_max_user_ids(
 
 
 @pytest.mark.parametrize(
-    "target, expected",
+    "source, expected",
     [
-        pytest.param(identified("p-user-1"), Decision("B", Action.ATTACH_SOURCE, ATTACHED, True, True), id="row-B"),
-        pytest.param(
-            identified("p-user-1"), Decision("E", Action.MERGE, MERGED, True, True), id="row-E",
-        ),
+        pytest.param(None, Decision("B", Action.ATTACH_SOURCE, ATTACHED, True, True), id="row-B"),
+        pytest.param(anonymous("p-anon-2"), Decision("E", Action.MERGE, MERGED, True, True), id="row-E"),
     ],
 )
-def test_identify_with_the_persons_own_user_id_does_not_count_it_twice(target: Holder, expected: Decision) -> None:
-    source = None if expected.row == "B" else anonymous("p-anon-2")
-    assert decide_identify(target, source, anonymous_id="anon-2", max_user_ids=1) == expected
+def test_identify_with_the_persons_own_user_id_does_not_count_it_twice(
+    source: Holder | None, expected: Decision
+) -> None:
+    # user-1 already is the one user id of its person: a new device's id joins at max_user_ids=1.
+    assert decide_identify(identified("p-user-1"), source, anonymous_id="anon-2", max_user_ids=1) == expected
 
 
 # -- identify with no anonymous id ---------------------------------------------------------
@@ -251,9 +264,18 @@ def test_identify_with_the_persons_own_user_id_does_not_count_it_twice(target: H
             )),
             id="row-0-illegal",
         ),
-        pytest.param("user-1", None, 1, Decision("A", Action.CREATE_TARGET_ALONE, CREATED, True, True), id="new-user-id"),
-        pytest.param("user-1", anonymous("p-user-1"), 1, Decision("D", Action.MARK, ALREADY_LINKED, True, True), id="seen-before"),
-        pytest.param("user-1", identified("p-user-1"), 1, Decision("D", Action.MARK, ALREADY_LINKED, True, True), id="already-identified"),
+        pytest.param(
+            "user-1", None, 1, Decision("A", Action.CREATE_TARGET_ALONE, CREATED, True, True),
+            id="new-user-id",
+        ),
+        pytest.param(
+            "user-1", anonymous("p-user-1"), 1, Decision("D", Action.MARK, ALREADY_LINKED, True, True),
+            id="seen-before",
+        ),
+        pytest.param(
+            "user-1", identified("p-user-1"), 1, Decision("D", Action.MARK, ALREADY_LINKED, True, True),
+            id="already-identified",
+        ),
         pytest.param(
             "user-2", HOLDS_USER_1, 1,
             Decision("D", Action.REFUSE, REFUSED, False, True, (
@@ -264,7 +286,10 @@ def test_identify_with_the_persons_own_user_id_does_not_count_it_twice(target: H
             )),
             id="second-user-id-max-1",
         ),
-        pytest.param("user-2", HOLDS_USER_1, 2, Decision("D", Action.MARK, ALREADY_LINKED, True, True), id="second-user-id-max-2"),
+        pytest.param(
+            "user-2", HOLDS_USER_1, 2, Decision("D", Action.MARK, ALREADY_LINKED, True, True),
+            id="second-user-id-max-2",
+        ),
         pytest.param(
             "user-2", identified("p-user-1", 9, id_is_user_id=False), None,
             Decision("D", Action.MARK, ALREADY_LINKED, True, True),
@@ -279,7 +304,8 @@ def test_identify_alone_marks_the_user_ids_person_identified(
 
 
 def test_identify_alone_honours_the_projects_illegal_patterns() -> None:
-    decision = decide_identify_alone("tmp-3", None, illegal=IllegalIds.from_settings([], [r"tmp-\d+"]), event_uuid="e-1")
+    additions = IllegalIds.from_settings([], [r"tmp-\d+"])
+    decision = decide_identify_alone("tmp-3", None, illegal=additions, event_uuid="e-1")
     assert decision == Decision("0", Action.NOTHING, None, warnings=(
         WarningRecord(WarningType.ILLEGAL_DISTINCT_ID, ("tmp-3",), {"illegal_distinct_id": "tmp-3"}, "e-1"),
     ))
@@ -391,7 +417,11 @@ def test_a_second_user_id_on_a_shared_device_becomes_its_own_person(engine) -> N
         pytest.param(
             2,
             [
-                {"distinct_ids": ["anon-1", "user-1", "user-2"], "user_ids": ["user-1", "user-2"], "is_identified": True},
+                {
+                    "distinct_ids": ["anon-1", "user-1", "user-2"],
+                    "user_ids": ["user-1", "user-2"],
+                    "is_identified": True,
+                },
                 {"distinct_ids": ["user-3"], "user_ids": ["user-3"], "is_identified": True},
             ],
             id="max-2",
@@ -448,7 +478,10 @@ def test_identify_honours_the_projects_illegal_ids_in_the_store(make_engine) -> 
     "before, link",
     [
         pytest.param([], Link("identify", "ingest", "user-1", None, "A", "created", None), id="unseen-user-id"),
-        pytest.param([track("user-1")], Link("identify", "ingest", "user-1", None, "D", "already_linked", None), id="seen-user-id"),
+        pytest.param(
+            [track("user-1")], Link("identify", "ingest", "user-1", None, "D", "already_linked", None),
+            id="seen-user-id",
+        ),
     ],
 )
 def test_identify_without_anonymous_id_marks_the_user_ids_person_identified(engine, before, link) -> None:
@@ -471,7 +504,9 @@ def test_identify_alone_refuses_a_second_user_id_for_a_person(engine) -> None:
         {"distinct_ids": ["anon-1", "user-1", "user-2"], "user_ids": ["user-1"], "is_identified": True}
     ]
     assert [w.type for w in result.warnings] == [WarningType.CANNOT_MERGE_ALREADY_IDENTIFIED]
-    assert engine.links()[-1] == Link("identify", "ingest", "user-2", None, "D", "refused", "cannot_merge_already_identified")
+    assert engine.links()[-1] == Link(
+        "identify", "ingest", "user-2", None, "D", "refused", "cannot_merge_already_identified"
+    )
 
 
 def test_identify_without_user_id_only_sets_attributes_on_the_visitors_own_person(engine) -> None:

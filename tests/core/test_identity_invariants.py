@@ -79,7 +79,8 @@ def named_ids(command: Any) -> set[str]:
 def describe(command: Any) -> str:
     """A command as the line of a test that would replay it."""
     if isinstance(command, SplitOf):
-        return f"split the person of {command.distinct_id!r}" + (" (only that id)" if command.only_this_id else " (all ids)")
+        which = "only that id" if command.only_this_id else "all ids"
+        return f"split the person of {command.distinct_id!r} ({which})"
     if isinstance(command, Merge):
         return f"admin_merge({command.target!r}, {command.source!r})"
     event = command.event

@@ -11,6 +11,10 @@ from idstitch.outcomes import LinkOutcome, WarningRecord, WarningType
 from tests.core.harness import ADMIN, Link, Warned, admin_merge, at, identify, ingest_merge, track
 from tests.core.holders import anonymous, identified, illegal_id
 
+CREATED, ATTACHED, MERGED, ALREADY_LINKED = (
+    LinkOutcome.CREATED, LinkOutcome.ATTACHED, LinkOutcome.MERGED, LinkOutcome.ALREADY_LINKED,
+)
+
 
 def decide_merge(target: Holder | None, source: Holder | None, *, max_user_ids: int | None = 1) -> Decision:
     return decide_link(LinkKind.MERGE, "user-1", "user-2", target, source, max_user_ids=max_user_ids)
@@ -19,20 +23,24 @@ def decide_merge(target: Holder | None, source: Holder | None, *, max_user_ids: 
 @pytest.mark.parametrize(
     "target, source, expected",
     [
-        pytest.param(None, None, Decision("A", Action.CREATE_BOTH, LinkOutcome.CREATED, False, True), id="row-A"),
-        pytest.param(identified("p-1"), None, Decision("B", Action.ATTACH_SOURCE, LinkOutcome.ATTACHED, False, True), id="row-B"),
-        pytest.param(None, identified("p-2"), Decision("C", Action.ATTACH_TARGET, LinkOutcome.ATTACHED, False, True), id="row-C"),
-        pytest.param(identified("p-1"), identified("p-1", 1), Decision("D", Action.MARK, LinkOutcome.ALREADY_LINKED, False, True), id="row-D"),
-        pytest.param(identified("p-1"), anonymous("p-2"), Decision("E", Action.MERGE, LinkOutcome.MERGED, False, True), id="row-E"),
+        pytest.param(None, None, Decision("A", Action.CREATE_BOTH, CREATED, False, True), id="row-A"),
+        pytest.param(identified("p-1"), None, Decision("B", Action.ATTACH_SOURCE, ATTACHED, False, True), id="row-B"),
+        pytest.param(None, identified("p-2"), Decision("C", Action.ATTACH_TARGET, ATTACHED, False, True), id="row-C"),
         pytest.param(
-            identified("p-1"), identified("p-2"), Decision("E", Action.MERGE, LinkOutcome.MERGED, False, True),
+            identified("p-1"), identified("p-1"), Decision("D", Action.MARK, ALREADY_LINKED, False, True), id="row-D"
+        ),
+        pytest.param(identified("p-1"), anonymous("p-2"), Decision("E", Action.MERGE, MERGED, False, True), id="row-E"),
+        pytest.param(
+            identified("p-1"), identified("p-2"), Decision("E", Action.MERGE, MERGED, False, True),
             id="row-F-is-skipped",
         ),
         pytest.param(
-            identified("p-1", 3), identified("p-2", 4), Decision("E", Action.MERGE, LinkOutcome.MERGED, False, True),
+            identified("p-1", 3), identified("p-2", 4), Decision("E", Action.MERGE, MERGED, False, True),
             id="row-F-is-skipped-over-max-user-ids",
         ),
-        pytest.param(anonymous("p-1"), anonymous("p-2"), Decision("E", Action.MERGE, LinkOutcome.MERGED, False, True), id="row-E-anonymous"),
+        pytest.param(
+            anonymous("p-1"), anonymous("p-2"), Decision("E", Action.MERGE, MERGED, False, True), id="row-E-anonymous"
+        ),
     ],
 )
 def test_merge_follows_the_table_but_merges_identified_persons_too(
@@ -124,7 +132,9 @@ def test_merge_over_the_ingest_path_is_refused_but_its_event_counts(engine) -> N
         {"distinct_ids": ["anon-1", "user-1"], "user_ids": ["user-1"], "is_identified": True},
         {"distinct_ids": ["anon-2", "user-2"], "user_ids": ["user-2"], "is_identified": True},
     ]
-    assert engine.links()[-1] == Link("merge", "ingest", "user-1", "user-2", None, "refused", "merge_requires_secret_key")
+    assert engine.links()[-1] == Link(
+        "merge", "ingest", "user-1", "user-2", None, "refused", "merge_requires_secret_key"
+    )
     assert engine.warnings() == [Warned("merge_requires_secret_key", ("user-1", "user-2"))]
     assert engine.event_ids()[-1] == "user-1"
 

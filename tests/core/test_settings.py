@@ -58,13 +58,20 @@ def test_updated_settings_reach_the_attribute_policy_and_illegal_ids() -> None:
         ),
         pytest.param({"max_user_ids": True}, "Setting 'max_user_ids' has value True", id="max-user-ids-boolean"),
         pytest.param(
-            {"person_profiles": "never"}, "Setting 'person_profiles' has value 'never'. Expected one of always, identified_only",
+            {"person_profiles": "never"},
+            "Setting 'person_profiles' has value 'never'. Expected one of always, identified_only",
             id="person-profiles",
         ),
         pytest.param({"pii_guard": "yes"}, "Setting 'pii_guard' has value 'yes'. Expected true or false", id="boolean"),
         pytest.param({"max_key_length": -1}, "Setting 'max_key_length' has value -1", id="negative-limit"),
-        pytest.param({"illegal_ids": "demo"}, "Setting 'illegal_ids' has value 'demo'. Expected a list of strings", id="not-a-list"),
-        pytest.param({"illegal_id_patterns": ["("]}, r"Setting 'illegal_id_patterns': '\(' is not a regular expression", id="bad-pattern"),
+        pytest.param(
+            {"illegal_ids": "demo"}, "Setting 'illegal_ids' has value 'demo'. Expected a list of strings",
+            id="not-a-list",
+        ),
+        pytest.param(
+            {"illegal_id_patterns": ["("]}, r"Setting 'illegal_id_patterns': '\(' is not a regular expression",
+            id="bad-pattern",
+        ),
         pytest.param({"property_types": {"seats": "int"}}, "Setting 'property_types' has value", id="unknown-type"),
         pytest.param({"property_types": {"seats": "null"}}, "Setting 'property_types' has value", id="null-type"),
     ],

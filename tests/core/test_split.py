@@ -180,3 +180,16 @@ def test_split_in_the_same_transaction_as_the_events_rederives_from_them(engine)
     engine.apply(*commands)
     assert (engine.properties("anon-1"), engine.properties("user-1")) == ({"plan": "free"}, {"email": ADA})
     assert engine.event_ids() == ["user-1", "anon-1", "user-1"]
+
+
+def test_split_keeps_first_touch_attributes_and_first_seen_from_events_without_operations(engine) -> None:
+    engine.apply(
+        track("anon-1", minute=0, properties={"$current_url": "https://shop.example/?utm_source=ads", "utm_source": "ads"}),
+        identify("user-1", "anon-1", minute=5, set={"plan": "pro"}),
+    )
+    engine.apply(split(engine.person_id("user-1")))
+    assert engine.properties("anon-1") == {
+        "$initial_current_url": "https://shop.example/?utm_source=ads",
+        "$initial_utm_source": "ads",
+    }
+    assert engine.person("anon-1")["created_at"] == at(0)

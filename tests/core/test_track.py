@@ -30,7 +30,9 @@ def test_a_late_older_event_moves_created_at_back(engine) -> None:
 
 
 def test_resending_an_event_uuid_is_idempotent(engine) -> None:
-    first = engine.apply(track("anon-1", uuid="evt-1", add={"logins": 1}), track("anon-1", uuid="evt-1", add={"logins": 1}))
+    first = engine.apply(
+        track("anon-1", uuid="evt-1", add={"logins": 1}), track("anon-1", uuid="evt-1", add={"logins": 1})
+    )
     again = engine.apply(track("anon-1", uuid="evt-1", add={"logins": 1}))
     assert [r.duplicate for r in first + again] == [False, True, True]
     assert (engine.event_ids(), engine.properties("anon-1")) == (["anon-1"], {"logins": 1})

@@ -160,3 +160,14 @@ def test_cli_delete_person_of_nobody_fails_with_a_message(config, api):
                                       "--data-dir", str(config.data_dir)])
     assert result.exit_code == 1
     assert "Nothing is held" in result.output
+
+
+def test_switching_attributes_off_stops_writes_at_once_and_says_stored_ones_stay_until_deleted(api):
+    send(api, "identify", user_id="u-hj", anonymous_id="c-hj", set={"plan": "pro"})
+    response = api.patch("/api/project/settings", json={"attributes_enabled": False})
+    assert "stay until deleted" in response.json()["stored_data"]
+    answer = send(api, "attributes", distinct_id="u-hj", set={"plan": "free"})
+    assert answer["results"][0]["warnings"] == ["attributes_disabled"]
+    assert api.get("/api/persons", params={"distinct_id": "u-hj"}).json()["properties"] == {"plan": "pro"}
+    api.post("/api/privacy/delete", json={"user_id": "u-hj"})
+    assert api.get("/api/persons", params={"distinct_id": "u-hj"}).status_code == 404

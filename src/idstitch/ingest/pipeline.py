@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from idstitch.clock import Now, utc_now
 from idstitch.commands import Command, ImportPerson
 from idstitch.errors import IdstitchError
-from idstitch.engine import Batch, CommandResult
+from idstitch.engine import Batch, CommandResult, PersonCache
 from idstitch.ingest.messages import RejectedEvent
 from idstitch.settings import ProjectSettings
 from idstitch.store.privacy import SUPPRESSED, drop_suppressed
@@ -34,6 +34,10 @@ T = TypeVar("T")
 
 # Work pieces taken into one transaction at most; bounds the latency of the first one.
 MAX_GROUP = 256
+# The WAL is copied back into the database when the writer has been idle this long, or after
+# this many commits in a row under load.
+IDLE_CHECKPOINT_SECONDS = 0.5
+BUSY_CHECKPOINT_COMMITS = 200
 
 
 @dataclass(slots=True)
@@ -41,6 +45,7 @@ class _Work:
     fn: Callable[[WriteContext], Any]
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
+    keeps_cache: bool
 
 
 @dataclass(slots=True)
@@ -50,6 +55,7 @@ class WriteContext:
     conn: sqlite3.Connection
     now: Now
     seq: int
+    cache: PersonCache
 
     def take_seq(self) -> int:
         """The next event sequence number (arrival order, the tie-breaker of attribute times)."""
@@ -69,13 +75,24 @@ class Writer:
         self._queue: queue.Queue[_Work | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="idstitch-writer", daemon=True)
         self._conn = open_database(path)
+        # Checkpoints run here, between groups, instead of inside whichever commit crosses the
+        # WAL size threshold (that made one request in every few pay for copying the WAL back).
+        self._conn.execute("PRAGMA wal_autocheckpoint = 0")
         self._seq = 0
+        self._cache = PersonCache()
+        self._data_version: int | None = None
+        self._commits_since_checkpoint = 0
         self._thread.start()
 
-    async def write(self, fn: Callable[[WriteContext], T]) -> T:
+    async def write(self, fn: Callable[[WriteContext], T], *, keeps_cache: bool = False) -> T:
+        """Run `fn` in the writer's next transaction and return its result once committed.
+
+        `keeps_cache`: `fn` changes persons only through a `Batch` on `context.cache`. Any other
+        write may change what the cache holds, so the cache is dropped after it.
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(_Work(fn, loop, future))
+        self._queue.put(_Work(fn, loop, future, keeps_cache))
         return await future
 
     def write_now(self, fn: Callable[[WriteContext], T]) -> T:
@@ -89,11 +106,16 @@ class Writer:
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join()
+        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._conn.close()
 
     def _run(self) -> None:
         while True:
-            first = self._queue.get()
+            try:
+                first = self._queue.get(timeout=IDLE_CHECKPOINT_SECONDS)
+            except queue.Empty:
+                self._checkpoint()
+                continue
             if first is None:
                 return
             group = [first]
@@ -108,34 +130,52 @@ class Writer:
                     break
                 group.append(item)
             self._commit(group)
+            if self._commits_since_checkpoint >= BUSY_CHECKPOINT_COMMITS:
+                self._checkpoint()
             if stop:
                 return
 
+    def _checkpoint(self) -> None:
+        if self._commits_since_checkpoint:
+            self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self._commits_since_checkpoint = 0
+
     def _commit(self, group: list[_Work]) -> None:
         conn = self._conn
+        cache = self._cache
         outcomes: list[tuple[_Work, bool, Any]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
             # Read under the write lock, so another process writing the same file (the CLI) is safe.
+            version = conn.execute("PRAGMA data_version").fetchone()[0]
+            if version != self._data_version:
+                cache.clear()  # another connection committed since our last transaction
             self._seq = SQLitePersons.max_seq(conn)
             for work in group:
-                context = WriteContext(conn, self.now, self._seq)
+                context = WriteContext(conn, self.now, self._seq, cache)
                 conn.execute("SAVEPOINT work")
                 try:
                     result = work.fn(context)
                 except Exception as error:  # noqa: BLE001 - handed to the waiting request
                     conn.execute("ROLLBACK TO work")
                     conn.execute("RELEASE work")
+                    cache.clear()
                     outcomes.append((work, False, error))
                     continue
                 conn.execute("RELEASE work")
+                if not work.keeps_cache:
+                    cache.clear()
                 self._seq = context.seq
                 outcomes.append((work, True, result))
             conn.execute("COMMIT")
+            self._data_version = conn.execute("PRAGMA data_version").fetchone()[0]
+            self._commits_since_checkpoint += 1
+            cache.trim()
         except Exception as error:  # the transaction as a whole failed: nobody's work is stored
             log.exception("write transaction failed")
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            cache.clear()
             outcomes = [(work, False, error) for work in group]
         for work, ok, value in outcomes:
             work.loop.call_soon_threadsafe(_settle, work.future, ok, value)
@@ -164,8 +204,8 @@ def ingest_function(
         dropped, dropped_rejects = drop_suppressed(
             context.conn, project_id, commands, [item.payload for item in rejected], context.now()
         )
-        batch = Batch(store, project_id, settings, context.now)
-        batch.prefetch_duplicates([c.event.uuid for c in commands if getattr(c, "event", None) is not None])
+        batch = Batch(store, project_id, settings, context.now, context.cache)
+        batch.prefetch(commands)
         results = [
             CommandResult(rejection=SUPPRESSED) if i in dropped else batch.apply(command)
             for i, command in enumerate(commands)

@@ -40,6 +40,8 @@ from idstitch.query.filters import (
 )
 from idstitch.query.moments import julian_day, parse_moment
 
+_encode = msgspec.json.Encoder().encode
+
 
 @dataclass(frozen=True, slots=True)
 class Sql:
@@ -145,6 +147,18 @@ class Compiler:
 
     def _attribute(self, node: AttributeCondition, target: Target, path: str) -> Sql:
         a = self._alias("pa")
+        positive = NEGATIVE_OPS.get(node.op, node.op)
+        values = node.value if positive == "in" else [node.value]
+        if positive in ("equals", "in") and all(isinstance(v, str) for v in values):
+            # Strings are stored as their JSON text, so equality reads person_attributes_by_key:
+            # the set of persons is computed once, however many rows the query walks.
+            texts = [_encode(v).decode() for v in values]
+            found = Sql(
+                f"coalesce({target.person} IN (SELECT {a}.person_id FROM person_attributes {a} WHERE {a}.key = ?"
+                f" AND {a}.value IN ({_marks(texts)}) AND {a}.kind != 'unset'), 0)",
+                (node.attribute, *texts),
+            )
+            return negate(found) if node.op in NEGATIVE_OPS else found
         test = self._compare(f"{a}.value", "$", node.op, node.value, path)
         found = Sql(
             f"EXISTS (SELECT 1 FROM person_attributes {a} WHERE {a}.person_id = {target.person}"

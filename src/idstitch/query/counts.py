@@ -120,31 +120,30 @@ def _run(
         return grouped, totals, sum(totals.values())
 
     if spec.measure == "persons":
-        # Distinct (period, person[, property value]) first, so attributes are read once per person.
+        # One pass: the distinct (period, person, value) rows, with the attribute read once per
+        # row of that (small) set; periods, totals and the overall count are unions of persons.
         value = Sql("e.properties -> ?", (property_path(spec.breakdown_property),)) if spec.breakdown_property else Sql("NULL")
         inner = (
             f"SELECT DISTINCT {bucket_of_event} AS period, d.person_id AS person_id, {value.text} AS value"
             f" {events_from} WHERE d.person_id IS NOT NULL AND {event_where.text}"
         )
-        inner_params = (*value.params, *event_where.params)
         if attribute:
-            outer_value, joined = "b.value", Sql(
-                " LEFT JOIN person_attributes b ON b.person_id = x.person_id AND b.key = ? AND b.kind != 'unset'", (attribute,)
+            sql = (
+                f"SELECT x.period, x.person_id, b.value FROM ({inner}) x LEFT JOIN person_attributes b"
+                " ON b.person_id = x.person_id AND b.key = ? AND b.kind != 'unset'"
             )
+            params: tuple[Any, ...] = (*value.params, *event_where.params, attribute)
         else:
-            outer_value, joined = "x.value", Sql("")
-        rows = conn.execute(
-            f"SELECT x.period, {outer_value}, count(DISTINCT x.person_id) FROM ({inner}) x{joined.text} GROUP BY 1, 2",
-            (*inner_params, *joined.params),
-        ).fetchall()
-        grouped, _ = _fold(rows)
-        total_rows = conn.execute(
-            f"SELECT {outer_value}, count(DISTINCT x.person_id) FROM ({inner}) x{joined.text} GROUP BY 1",
-            (*inner_params, *joined.params),
-        ).fetchall()
-        totals = {r[0]: r[1] for r in total_rows}
-        overall = conn.execute(f"SELECT count(DISTINCT x.person_id) FROM ({inner}) x", inner_params).fetchone()[0]
-        return grouped, totals, overall
+            sql, params = inner, (*value.params, *event_where.params)
+        periods: dict[str | None, dict[str, int]] = {}
+        members: dict[str | None, set[str]] = {}
+        everyone: set[str] = set()
+        for period, person_id, found in conn.execute(sql, params):
+            counts = periods.setdefault(found, {})
+            counts[period] = counts.get(period, 0) + 1
+            members.setdefault(found, set()).add(person_id)
+            everyone.add(person_id)
+        return periods, {found: len(ids) for found, ids in members.items()}, len(everyone)
 
     # new_persons
     conditions = [Sql("p.project_id = ?", (project_id,))]
@@ -154,16 +153,23 @@ def _run(
         conditions.append(Sql("p.created_at < ?", (format_time(spec.before),)))
     conditions.append(where)
     person_where = Sql(" AND ".join(c.text for c in conditions), tuple(v for c in conditions for v in c.params))
-    if attribute:
-        breakdown = "b.value"
-        joined = Sql(" LEFT JOIN person_attributes b ON b.person_id = p.id AND b.key = ? AND b.kind != 'unset'", (attribute,))
-    else:
-        breakdown, joined = "NULL", Sql("")
+    bucket_of_person = _bucket(spec.interval, "p.created_at")
     rows = conn.execute(
-        f"SELECT {_bucket(spec.interval, 'p.created_at')}, {breakdown}, count(*) FROM persons p{joined.text}"
-        f" WHERE {person_where.text} GROUP BY 1, 2",
-        (*joined.params, *person_where.params),
+        f"SELECT {bucket_of_person}, NULL, count(*) FROM persons p WHERE {person_where.text} GROUP BY 1",
+        person_where.params,
     ).fetchall()
+    if attribute:
+        # Read only the persons that have the attribute (person_attributes_by_key), then count
+        # the others as everyone minus them: a lookup per person would cost a B-tree search each.
+        having = conn.execute(
+            f"SELECT {bucket_of_person}, b.value, count(*) FROM person_attributes b CROSS JOIN persons p"
+            f" ON p.id = b.person_id WHERE b.key = ? AND b.kind != 'unset' AND {person_where.text} GROUP BY 1, 2",
+            (attribute, *person_where.params),
+        ).fetchall()
+        without = {period: number for period, _, number in rows}
+        for period, _, number in having:
+            without[period] -= number
+        rows = having + [(period, None, number) for period, number in without.items() if number]
     grouped, totals = _fold(rows)
     return grouped, totals, sum(totals.values())
 

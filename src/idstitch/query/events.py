@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -24,8 +25,8 @@ def events_page(
     person_id: str | None = None,
     distinct_id: str | None = None,
     session_id: str | None = None,
-    after: Any = None,
-    before: Any = None,
+    after: datetime | None = None,
+    before: datetime | None = None,
     limit: int = 100,
     cursor: str | None = None,
 ) -> Page:

@@ -20,6 +20,7 @@ Two flags are decided at read time from the mapping and the link log:
 from __future__ import annotations
 
 import sqlite3
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -76,8 +77,8 @@ def sessions_page(
     *,
     person_id: str | None = None,
     distinct_id: str | None = None,
-    after: Any = None,
-    before: Any = None,
+    after: datetime | None = None,
+    before: datetime | None = None,
     identified: bool | None = None,
     inferred: bool | None = None,
     limit: int = 100,

@@ -17,6 +17,7 @@ from idstitch.server import privacy_routes
 from idstitch.server import query_routes
 from idstitch.server.ratelimit import ApiRateLimitMiddleware, RateLimits
 from idstitch.server import static_routes
+from idstitch.server import ui_routes
 from idstitch.server.state import AppState, ServerConfig
 from idstitch.store.projects import DefaultProject, ensure_default_project
 from idstitch.store.sqlite import open_database
@@ -58,6 +59,7 @@ def create_app(config: ServerConfig, now: Now = utc_now) -> FastAPI:
     app.add_middleware(IngestCORSMiddleware)
     app.include_router(privacy_routes.router)
     app.include_router(query_routes.router)
+    app.include_router(ui_routes.router)
     app.state.rate_limits = RateLimits.per_second(config.ingest_rate_limit, config.api_rate_limit)
     app.add_middleware(ApiRateLimitMiddleware, limiter=app.state.rate_limits.api)
 

@@ -67,7 +67,7 @@ async def ingest(
     if throttled is not None:
         return throttled
     results = await state.writer.write(
-        ingest_function(project.id, project.settings, decoded.commands, decoded.rejected)
+        ingest_function(project.id, project.settings, decoded.commands, decoded.rejected), keeps_cache=True
     )
     return JSONResponse(answer(decoded, results))
 

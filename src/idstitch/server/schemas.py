@@ -27,7 +27,9 @@ class Attribute(BaseModel):
     key: str
     value: Any
     type: Literal["string", "number", "boolean", "datetime", "list", "object", "null"]
-    operation: Literal["set", "set_once"]
+    operation: Literal["set", "set_once", "update"] = Field(
+        description="set_once, set, or update (add, append, union or remove applied to the previous value)."
+    )
     set_at: str = Field(description="Event time of the operation that decided the value.")
     event_uuid: str | None
 
@@ -87,9 +89,18 @@ class DeadLetterPage(BaseModel):
     next: str | None
 
 
+ATTRIBUTES_NOTE = (
+    "attributes_enabled=false refuses every new attribute write at once; attributes already stored"
+    " stay until deleted (POST /api/privacy/delete)."
+)
+
+
 class ProjectSettingsModel(BaseModel):
     person_profiles: Literal["always", "identified_only"]
-    attributes_enabled: bool
+    attributes_enabled: bool = Field(
+        description="Accept attribute operations. Switching it off refuses new writes at once; stored attributes"
+        " stay until deleted (POST /api/privacy/delete)."
+    )
     pii_guard: bool
     max_user_ids: int | None
     allow_merge_over_ingest: bool
@@ -100,6 +111,7 @@ class ProjectSettingsModel(BaseModel):
     max_key_length: int
     max_string_length: int
     max_properties_bytes: int
+    stored_data: str = Field(ATTRIBUTES_NOTE, description="What switching attributes off does to data already stored.")
 
 
 class MergeRequest(BaseModel):

@@ -151,7 +151,10 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
     ),
     (
         # query/: sessions kept at ingest (one upsert per batch in SQLitePersons.insert_events),
-        # saved segments, and the event indexes that "did X" filters and counts use.
+        # saved segments, and indexes for filters and counts: events by name ("did X", covering the
+        # distinct id so only the mapping is looked up), persons
+        # newest first without touching the table, attribute values by key (equality filters
+        # and breakdowns read only the persons that have the key).
         "0002_sessions_segments",
         """
         CREATE TABLE sessions (
@@ -193,7 +196,9 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
             created_at TEXT NOT NULL,
             UNIQUE (project_id, name)
         );
-        CREATE INDEX events_by_name ON events(project_id, event, timestamp);
+        CREATE INDEX events_by_name ON events(project_id, event, timestamp, distinct_id);
+        CREATE INDEX persons_newest ON persons(project_id, created_at, id, is_identified);
+        CREATE INDEX person_attributes_by_key ON person_attributes(key, value);
         """,
     ),
 )

@@ -14,9 +14,9 @@ from typing import Any
 
 import msgspec
 
-from idstitch.attributes import Attribute, AttributeOps, OpKind, PersonAttributes, type_of
+from idstitch.attributes import NO_OPS, Attribute, AttributeOps, OpKind, PersonAttributes, type_of
 from idstitch.clock import Now, format_time, stored_time
-from idstitch.engine import LinkEntry, PersonRow, ReplayedOps, StoredEvent
+from idstitch.engine import LinkEntry, PersonRow, ReplayedEvent, StoredEvent
 from idstitch.outcomes import WarningRecord
 from idstitch.store.schema import MIGRATIONS
 
@@ -96,20 +96,38 @@ class SQLitePersons:
 
     # -- persons and ids -------------------------------------------------------------------
 
-    def person_of(self, distinct_id: str) -> str | None:
-        row = self.conn.execute(
-            "SELECT person_id FROM distinct_ids WHERE project_id = ? AND distinct_id = ?",
-            (self.project_id, distinct_id),
-        ).fetchone()
-        return row[0] if row else None
+    def owners_of(self, distinct_ids: Iterable[str]) -> dict[str, str]:
+        """The person owning each of the ids that has one."""
+        found: dict[str, str] = {}
+        for chunk in _chunks(list(distinct_ids)):
+            found.update(
+                self.conn.execute(
+                    f"SELECT distinct_id, person_id FROM distinct_ids WHERE project_id = ?"
+                    f" AND distinct_id IN ({_marks(chunk)})",
+                    (self.project_id, *chunk),
+                ).fetchall()
+            )
+        return found
 
-    def load_person(self, person_id: str) -> PersonRow | None:
-        row = self.conn.execute(
-            "SELECT created_at, is_identified FROM persons WHERE id = ?", (person_id,)
-        ).fetchone()
-        if row is None:
-            return None
-        return PersonRow(person_id, stored_time(row[0]), bool(row[1]))
+    def person_of(self, distinct_id: str) -> str | None:
+        return self.owners_of([distinct_id]).get(distinct_id)
+
+    def load_persons(self, person_ids: Iterable[str]) -> dict[str, tuple[PersonRow, set[str]]]:
+        """Each existing person's row and user ids."""
+        found: dict[str, tuple[PersonRow, set[str]]] = {}
+        for chunk in _chunks(list(person_ids)):
+            marks = _marks(chunk)
+            for person_id, created_at, is_identified in self.conn.execute(
+                f"SELECT id, created_at, is_identified FROM persons WHERE id IN ({marks})", chunk
+            ):
+                found[person_id] = (PersonRow(person_id, stored_time(created_at), bool(is_identified)), set())
+            for person_id, distinct_id in self.conn.execute(
+                f"SELECT person_id, distinct_id FROM distinct_ids WHERE person_id IN ({marks}) AND is_user_id = 1",
+                chunk,
+            ):
+                if person_id in found:
+                    found[person_id][1].add(distinct_id)
+        return found
 
     def distinct_ids_of(self, person_id: str) -> list[tuple[str, bool]]:
         rows = self.conn.execute(
@@ -118,29 +136,28 @@ class SQLitePersons:
         )
         return [(r[0], bool(r[1])) for r in rows]
 
-    def save_person(self, row: PersonRow, *, new: bool) -> None:
-        values = (format_time(row.created_at), int(row.is_identified), row.person_id)
+    def save_persons(self, rows: list[PersonRow], *, new: bool) -> None:
+        values = [(format_time(r.created_at), int(r.is_identified), r.person_id) for r in rows]
         if new:
-            self.conn.execute(
+            self.conn.executemany(
                 "INSERT INTO persons (created_at, is_identified, id, project_id) VALUES (?, ?, ?, ?)",
-                (*values, self.project_id),
+                [(*v, self.project_id) for v in values],
             )
         else:
-            self.conn.execute(
-                "UPDATE persons SET created_at = ?, is_identified = ?, version = version + 1 WHERE id = ?",
-                values,
+            self.conn.executemany(
+                "UPDATE persons SET created_at = ?, is_identified = ?, version = version + 1 WHERE id = ?", values
             )
 
     def delete_person(self, person_id: str) -> None:
         self.conn.execute("DELETE FROM person_attributes WHERE person_id = ?", (person_id,))
         self.conn.execute("DELETE FROM persons WHERE id = ?", (person_id,))
 
-    def map_distinct_id(self, distinct_id: str, person_id: str, is_user_id: bool, created_at: datetime) -> None:
-        self.conn.execute(
+    def map_distinct_ids(self, rows: list[tuple[str, str, bool, datetime]]) -> None:
+        self.conn.executemany(
             "INSERT INTO distinct_ids (project_id, distinct_id, person_id, is_user_id, created_at)"
             " VALUES (?, ?, ?, ?, ?) ON CONFLICT (project_id, distinct_id)"
             " DO UPDATE SET person_id = excluded.person_id, is_user_id = excluded.is_user_id",
-            (self.project_id, distinct_id, person_id, int(is_user_id), format_time(created_at)),
+            [(self.project_id, d, p, int(u), format_time(at)) for d, p, u, at in rows],
         )
 
     def set_user_id(self, distinct_id: str, is_user_id: bool) -> None:
@@ -154,41 +171,39 @@ class SQLitePersons:
 
     # -- attributes ------------------------------------------------------------------------
 
-    def load_attributes(self, person_id: str) -> PersonAttributes:
-        rows = self.conn.execute(
-            "SELECT key, value, kind, time, seq, event_uuid FROM person_attributes WHERE person_id = ?",
-            (person_id,),
-        )
-        items = {
-            key: Attribute(
-                _decode(value) if value is not None else None, OpKind(kind), stored_time(time), seq, event_uuid
-            )
-            for key, value, kind, time, seq, event_uuid in rows
-        }
-        return PersonAttributes(items)
+    def load_attributes(self, person_ids: Iterable[str]) -> dict[str, PersonAttributes]:
+        items: dict[str, dict[str, Attribute]] = {}
+        for chunk in _chunks(list(person_ids)):
+            for person_id, key, value, kind, time, seq, event_uuid in self.conn.execute(
+                "SELECT person_id, key, value, kind, time, seq, event_uuid FROM person_attributes"
+                f" WHERE person_id IN ({_marks(chunk)})",
+                chunk,
+            ):
+                items.setdefault(person_id, {})[key] = Attribute(
+                    _decode(value) if value is not None else None, OpKind(kind), stored_time(time), seq, event_uuid
+                )
+        return {person_id: PersonAttributes(found) for person_id, found in items.items()}
 
-    def save_attributes(self, person_id: str, attributes: PersonAttributes, keys: Iterable[str]) -> None:
+    def save_attributes(self, rows: list[tuple[str, str, Attribute]]) -> None:
         self.conn.executemany(
             "INSERT OR REPLACE INTO person_attributes (person_id, key, value, type, kind, time, seq, event_uuid)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [_attribute_row(person_id, key, attributes.items[key]) for key in keys],
+            [_attribute_row(person_id, key, attribute) for person_id, key, attribute in rows],
         )
 
     def replace_attributes(self, person_id: str, attributes: PersonAttributes) -> None:
         self.conn.execute("DELETE FROM person_attributes WHERE person_id = ?", (person_id,))
-        self.save_attributes(person_id, attributes, list(attributes.items))
+        self.save_attributes([(person_id, key, attribute) for key, attribute in attributes.items.items()])
 
     # -- events ----------------------------------------------------------------------------
 
     def existing_event_uuids(self, uuids: list[str]) -> set[str]:
         found: set[str] = set()
-        for start in range(0, len(uuids), 500):
-            chunk = uuids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
+        for chunk in _chunks(uuids):
             found.update(
                 r[0]
                 for r in self.conn.execute(
-                    f"SELECT uuid FROM events WHERE project_id = ? AND uuid IN ({marks})",
+                    f"SELECT uuid FROM events WHERE project_id = ? AND uuid IN ({_marks(chunk)})",
                     (self.project_id, *chunk),
                 )
             )
@@ -222,15 +237,17 @@ class SQLitePersons:
         if sessions:
             self.conn.executemany(_UPSERT_SESSION, sessions)
 
-    def replay_ops(self, distinct_ids: list[str]) -> Iterator[ReplayedOps]:
-        marks = ",".join("?" * len(distinct_ids))
+    def replay_events(self, distinct_ids: list[str]) -> Iterator[ReplayedEvent]:
         rows = self.conn.execute(
-            f"SELECT seq, uuid, distinct_id, timestamp, ops FROM events WHERE project_id = ?"
-            f" AND distinct_id IN ({marks}) AND ops IS NOT NULL AND process_person = 1 ORDER BY seq",
+            "SELECT seq, uuid, distinct_id, event, timestamp, properties, ops, process_person FROM events"
+            f" WHERE project_id = ? AND distinct_id IN ({_marks(distinct_ids)}) ORDER BY seq",
             (self.project_id, *distinct_ids),
         )
-        for seq, uuid, distinct_id, timestamp, ops in rows:
-            yield ReplayedOps(seq, uuid, distinct_id, stored_time(timestamp), AttributeOps.from_json(_decode(ops)))
+        for seq, uuid, distinct_id, name, timestamp, properties, ops, process_person in rows:
+            yield ReplayedEvent(
+                seq, uuid, distinct_id, name, stored_time(timestamp), _decode(properties),
+                AttributeOps.from_json(_decode(ops)) if ops else NO_OPS, bool(process_person),
+            )
 
     # -- logs ------------------------------------------------------------------------------
 
@@ -266,6 +283,16 @@ class SQLitePersons:
             "INSERT INTO audit_log (project_id, actor, action, details, created_at) VALUES (?, ?, ?, ?, ?)",
             (self.project_id, actor, action, encode_json(details), format_time(self.now())),
         )
+
+
+def _chunks(values: list[str], size: int = 500) -> Iterator[list[str]]:
+    """Slices small enough for SQLite's limit on bound parameters."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _marks(values: list[Any]) -> str:
+    return ",".join("?" * len(values))
 
 
 def insert_dead_letter(

@@ -1,0 +1,101 @@
+"""What every UI page does: render a template inside the layout, run its reads on the thread's
+read-only connection (with a filter compiler, as the query API does), and send writes to the
+one writer."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from typing import Any, TypeVar
+from urllib.parse import urlencode
+
+from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from idstitch.ingest.pipeline import WriteContext
+from idstitch.query.compiler import Compiler
+from idstitch.query.filters import FilterError
+from idstitch.query.patterns import PatternGuard
+from idstitch.server.ui_auth import CSRF_FIELD, SIGNIN_COOKIE, csrf_token, state_of
+from idstitch.store.projects import SecretKey
+from idstitch.web.pages import render
+
+T = TypeVar("T")
+
+PAGE_SIZE = 50
+
+
+def page(request: Request, key: SecretKey | None, template: str, nav: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    """`template` rendered with the layout's context: the signed-in key, its CSRF token, the
+    active navigation entry, the stylesheet's URL and a notice from the query string."""
+    token = request.cookies.get(SIGNIN_COOKIE, "")
+    base = {
+        "key": key,
+        "csrf": csrf_token(token) if key else "",
+        "csrf_field": CSRF_FIELD,
+        "nav": nav,
+        "notice": request.query_params.get("notice", "")[:200],
+        "error": None,
+        "request_query": lambda **changes: query_string(request, **changes),
+    }
+    return render(template, {**base, **context}, status_code=status_code)
+
+
+def query_string(request: Request, **changes: str | None) -> str:
+    """This page's query string with some parameters replaced (None removes one), for pager links."""
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k not in changes and k != "notice"]
+    return urlencode(kept + [(k, v) for k, v in changes.items() if v is not None])
+
+
+def message_page(request: Request, key: SecretKey | None, status_code: int, title: str, message: str) -> HTMLResponse:
+    return page(request, key, "error.html", "", status_code=status_code, title=title, message=message)
+
+
+async def query(request: Request, key: SecretKey, fn: Callable[[sqlite3.Connection, Compiler], T]) -> T:
+    """Run `fn` on this thread's read connection with a compiler for the key's project and the
+    regex time budget (query_routes does the same for the API)."""
+    state = state_of(request)
+    now = state.now()
+
+    def run() -> T:
+        conn = state.reader()
+        guard = PatternGuard()
+        guard.install(conn)
+        try:
+            return fn(conn, Compiler(conn, key.project_id, now))
+        except sqlite3.OperationalError:
+            if guard.exhausted_by is not None:
+                raise FilterError([("filter", f"regex {guard.exhausted_by!r} is too slow; use a simpler pattern")]) from None
+            raise
+
+    return await run_in_threadpool(run)
+
+
+async def write(request: Request, fn: Callable[[WriteContext], T]) -> T:
+    return await state_of(request).writer.write(fn)
+
+
+def problems(error: Exception) -> str:
+    """An error as one line; a filter's problems each with their path."""
+    if isinstance(error, FilterError):
+        return "; ".join(f"{path}: {reason}" for path, reason in error.problems)
+    return str(error)
+
+
+def redirect(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+def segment_id(text: str) -> int | None:
+    return int(text) if text.isdigit() and 0 < int(text) < 2**62 else None
+
+
+def flag(text: str) -> bool | None:
+    """`yes` / `no` from a select, or None for "any"."""
+    return {"yes": True, "no": False}.get(text)
+
+
+def actor(key: SecretKey) -> str:
+    """How the audit log names the key (the API's `admin:<key id>`)."""
+    return f"admin:{key.id}"

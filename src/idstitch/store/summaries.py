@@ -1,0 +1,143 @@
+"""Read questions the web UI asks beyond the API's: last seen, ids with their dates, warnings by
+type over time, and suggestions for the filter builder. Each is `fn(conn, project_id, ...)` on a
+read-only connection; each walks an index or a bounded part of one, never every person.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime, timedelta
+from typing import Any
+
+import msgspec
+
+from idstitch.clock import format_time
+
+_decode = msgspec.json.Decoder().decode
+_CHUNK = 500
+
+
+def last_seen(conn: sqlite3.Connection, project_id: int, person_ids: list[str]) -> dict[str, str | None]:
+    """The newest event time of each person across all its ids (one index seek per id)."""
+    out: dict[str, str | None] = {p: None for p in person_ids}
+    for start in range(0, len(person_ids), _CHUNK):
+        chunk = person_ids[start : start + _CHUNK]
+        marks = ",".join("?" * len(chunk))
+        rows = conn.execute(
+            "SELECT d.person_id, max((SELECT max(e.timestamp) FROM events e"
+            "  WHERE e.project_id = d.project_id AND e.distinct_id = d.distinct_id))"
+            f" FROM distinct_ids d WHERE d.project_id = ? AND d.person_id IN ({marks}) GROUP BY d.person_id",
+            (project_id, *chunk),
+        )
+        out.update({person_id: seen for person_id, seen in rows})
+    return out
+
+
+def distinct_ids_with_dates(conn: sqlite3.Connection, project_id: int, person_id: str) -> list[dict[str, Any]]:
+    """The person's ids, user ids first, each with when it joined and its first and last event."""
+    rows = conn.execute(
+        "SELECT d.distinct_id, d.is_user_id, d.created_at,"
+        " (SELECT min(e.timestamp) FROM events e WHERE e.project_id = d.project_id AND e.distinct_id = d.distinct_id),"
+        " (SELECT max(e.timestamp) FROM events e WHERE e.project_id = d.project_id AND e.distinct_id = d.distinct_id),"
+        " (SELECT count(*) FROM events e WHERE e.project_id = d.project_id AND e.distinct_id = d.distinct_id)"
+        " FROM distinct_ids d WHERE d.project_id = ? AND d.person_id = ?"
+        " ORDER BY d.is_user_id DESC, d.created_at, d.distinct_id",
+        (project_id, person_id),
+    )
+    return [
+        {
+            "distinct_id": distinct_id,
+            "is_user_id": bool(is_user_id),
+            "created_at": created_at,
+            "first_event_at": first,
+            "last_event_at": last,
+            "events": count,
+        }
+        for distinct_id, is_user_id, created_at, first, last, count in rows
+    ]
+
+
+def warnings_for_events(conn: sqlite3.Connection, project_id: int, event_uuids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """Warnings recorded for these events, by event uuid (for the refusals of a link log)."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    wanted = list(dict.fromkeys(u for u in event_uuids if u))
+    for start in range(0, len(wanted), _CHUNK):
+        chunk = wanted[start : start + _CHUNK]
+        rows = conn.execute(
+            f"SELECT * FROM warnings WHERE project_id = ? AND event_uuid IN ({','.join('?' * len(chunk))}) ORDER BY id",
+            (project_id, *chunk),
+        )
+        for row in rows:
+            found.setdefault(row["event_uuid"], []).append(_warning(row))
+    return found
+
+
+def _warning(row: sqlite3.Row) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "type": row["type"],
+        "event_uuid": row["event_uuid"],
+        "distinct_ids": _decode(row["distinct_ids"]),
+        "details": _decode(row["details"]),
+        "created_at": row["created_at"],
+    }
+
+
+def warning_overview(
+    conn: sqlite3.Connection, project_id: int, now: datetime, *, days: int = 14, examples: int = 3
+) -> list[dict[str, Any]]:
+    """Warnings grouped by type, most recent type first: totals, the last 24 hours and 7 days,
+    a count per day (UTC) over the last `days` days, and the newest `examples` of each type."""
+    day_keys = [(now - timedelta(days=offset)).date().isoformat() for offset in range(days - 1, -1, -1)]
+    since_day = day_keys[0] + "T00:00:00.000000Z"
+    last_24h, last_7d = format_time(now - timedelta(hours=24)), format_time(now - timedelta(days=7))
+    groups: dict[str, dict[str, Any]] = {}
+    for kind, total, newest, in_24h, in_7d in conn.execute(
+        "SELECT type, count(*), max(created_at), sum(created_at >= ?), sum(created_at >= ?)"
+        " FROM warnings WHERE project_id = ? GROUP BY type",
+        (last_24h, last_7d, project_id),
+    ):
+        groups[kind] = {
+            "type": kind, "total": total, "last_at": newest, "last_24h": in_24h, "last_7d": in_7d,
+            "days": day_keys, "daily": [0] * days, "examples": [],
+        }
+    position = {day: i for i, day in enumerate(day_keys)}
+    for kind, day, count in conn.execute(
+        "SELECT type, substr(created_at, 1, 10), count(*) FROM warnings"
+        " WHERE project_id = ? AND created_at >= ? GROUP BY 1, 2",
+        (project_id, since_day),
+    ):
+        if kind in groups and day in position:
+            groups[kind]["daily"][position[day]] = count
+    for row in conn.execute(
+        "SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY type ORDER BY id DESC) AS newest"
+        " FROM warnings WHERE project_id = ?) WHERE newest <= ? ORDER BY id DESC",
+        (project_id, examples),
+    ):
+        if row["type"] in groups:
+            groups[row["type"]]["examples"].append(_warning(row))
+    return sorted(groups.values(), key=lambda g: g["last_at"], reverse=True)
+
+
+def event_names(conn: sqlite3.Connection, project_id: int, limit: int = 200) -> list[str]:
+    """Distinct event names, by a skip scan of the events-by-name index (one seek per name)."""
+    rows = conn.execute(
+        "WITH RECURSIVE names(event) AS ("
+        " SELECT (SELECT min(event) FROM events WHERE project_id = ?)"
+        " UNION ALL"
+        " SELECT (SELECT min(event) FROM events WHERE project_id = ? AND event > names.event)"
+        " FROM names WHERE names.event IS NOT NULL"
+        ") SELECT event FROM names WHERE event IS NOT NULL LIMIT ?",
+        (project_id, project_id, limit),
+    )
+    return [r[0] for r in rows]
+
+
+def recent_attribute_keys(conn: sqlite3.Connection, project_id: int, persons: int = 500) -> list[str]:
+    """Attribute keys of the most recently created persons (suggestions, not a full inventory)."""
+    rows = conn.execute(
+        "SELECT DISTINCT a.key FROM (SELECT id FROM persons WHERE project_id = ? ORDER BY created_at DESC LIMIT ?) p"
+        " JOIN person_attributes a ON a.person_id = p.id WHERE a.kind != 'unset' ORDER BY a.key",
+        (project_id, persons),
+    )
+    return [r[0] for r in rows]

@@ -1,0 +1,107 @@
+"""The words the UI shows for what idstitch decided: warning types, link outcomes, and what may
+still happen to a person (identity-rules.md §3)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from idstitch.ids import is_illegal_for_identity
+from idstitch.outcomes import WarningType
+from idstitch.settings import ProjectSettings
+
+WARNING_TYPES: dict[str, str] = {
+    WarningType.ILLEGAL_DISTINCT_ID: "An identify or alias named a generic id (null, guest, 0, … or one of your own additions); nothing was linked.",
+    WarningType.CANNOT_MERGE_ALREADY_IDENTIFIED: "The link would have joined two identified users, or given a person more user ids than max_user_ids allows.",
+    WarningType.MERGE_REQUIRES_SECRET_KEY: "$merge_dangerously arrived with the public ingest token and the project does not allow it.",
+    WarningType.IDENTITY_ON_PERSONLESS_EVENT: "An identify or alias was marked $process_person_profile: false; it was dead-lettered.",
+    WarningType.PROPERTY_TYPE_MISMATCH: "A value did not match its key's declared type and was dropped.",
+    WarningType.PII_OUTSIDE_EMAIL: "An email address under a key other than email was dropped.",
+    WarningType.PII_ON_ANONYMOUS: "An email for a visitor with no user id was dropped.",
+    WarningType.ATTRIBUTES_DISABLED: "Attribute operations arrived while attributes are switched off.",
+    WarningType.PROPERTY_LIMIT_EXCEEDED: "A key, a value or a person's attributes went over a limit; the operation was dropped.",
+    WarningType.INVALID_OPERATION: "add on a non-number, or a list operation on a non-list.",
+}
+
+OUTCOMES: dict[str, str] = {
+    "created": "created a new person owning both ids",
+    "attached": "attached an id to the existing person",
+    "merged": "merged one person into the other",
+    "already_linked": "both ids already belonged to this person",
+    "refused": "refused",
+    "split": "split off into a person of its own",
+    "deleted": "deleted",
+    "imported": "imported",
+}
+
+
+def warning_description(kind: str) -> str:
+    return WARNING_TYPES.get(kind, "")
+
+
+def outcome_description(outcome: str) -> str:
+    head, _, reason = outcome.partition(":")
+    text = OUTCOMES.get(head, head)
+    return f"{text}: {reason}" if reason else text
+
+
+@dataclass(frozen=True, slots=True)
+class Restriction:
+    """One line of "what may still happen to this person", with whether it is a refusal."""
+
+    text: str
+    refused: bool
+
+
+def merge_restrictions(
+    user_ids: Sequence[str], distinct_ids: Sequence[str], is_identified: bool, settings: ProjectSettings
+) -> list[Restriction]:
+    """Whether identify, alias and merge can still join this person to another (rows A-F)."""
+    lines: list[Restriction] = []
+    limit = settings.max_user_ids
+    if is_identified:
+        named = ", ".join(user_ids) if user_ids else "a user id that was later split off"
+        lines.append(Restriction(
+            f"Identified as {named}: an identify or alias that would join it with another identified person is"
+            " refused (row F, warning cannot_merge_already_identified); both persons stay apart.",
+            refused=True,
+        ))
+        if limit is None:
+            lines.append(Restriction("max_user_ids = unlimited: an identify may add further user ids to it.", refused=False))
+        elif len(user_ids) >= limit:
+            lines.append(Restriction(
+                f"max_user_ids = {limit}, and it holds {len(user_ids)}: an identify naming another user id on one of"
+                " its ids is refused, and that user id becomes a person of its own.",
+                refused=True,
+            ))
+        else:
+            lines.append(Restriction(
+                f"max_user_ids = {limit}, and it holds {len(user_ids)}: it can take {limit - len(user_ids)} more.",
+                refused=False,
+            ))
+        lines.append(Restriction(
+            "Anonymous persons can still be merged into it: an identify or alias naming one of their ids"
+            " moves their history here (row E).",
+            refused=False,
+        ))
+    else:
+        lines.append(Restriction(
+            "Anonymous: an identify or alias naming one of its ids makes it identified (rows C, D) or merges it"
+            " into the identified person (row E).",
+            refused=False,
+        ))
+    if settings.allow_merge_over_ingest:
+        lines.append(Restriction("$merge_dangerously over the ingest token is allowed for this project.", refused=False))
+    else:
+        lines.append(Restriction(
+            "$merge_dangerously over the ingest token is refused (merge_requires_secret_key); an admin merge"
+            " with a secret key (POST /api/persons/merge) can still join it to any person.",
+            refused=True,
+        ))
+    illegal = [d for d in distinct_ids if is_illegal_for_identity(d, settings.illegal)]
+    if illegal:
+        lines.append(Restriction(
+            f"Its ids {', '.join(illegal)} are illegal for identity: they are never linked (illegal_distinct_id).",
+            refused=True,
+        ))
+    return lines
