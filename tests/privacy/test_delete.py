@@ -171,3 +171,43 @@ def test_switching_attributes_off_stops_writes_at_once_and_says_stored_ones_stay
     assert api.get("/api/persons", params={"distinct_id": "u-hj"}).json()["properties"] == {"plan": "pro"}
     api.post("/api/privacy/delete", json={"user_id": "u-hj"})
     assert api.get("/api/persons", params={"distinct_id": "u-hj"}).status_code == 404
+
+
+@pytest.mark.timeout(30)
+def test_a_short_selector_neither_hangs_nor_erases_what_merely_contains_it(api):
+    # Found by Schemathesis: deleting by email "0" redacted the audit log in a loop that never
+    # ended (each keyed hash written contained "0"), holding the one writer, so all ingest hung.
+    send(api, "identify", user_id="u-10", anonymous_id="c-10")
+    send(api, "track", distinct_id="c-20", event="x")
+    api.post("/api/persons/merge", json={"target_distinct_id": "u-10", "source_distinct_id": "c-20"})
+
+    response = api.post("/api/privacy/delete", json={"email": "0", "suppress": True})
+
+    assert response.status_code == 200
+    assert response.json()["erased"]["audit_entries_redacted"] == 0
+    merge = [e for e in api.get("/api/audit-log").json()["results"] if e["action"] == "merge"]
+    assert merge[0]["details"] == {"target": "u-10", "source": "c-20"}
+    assert sorted(api.get("/api/persons", params={"distinct_id": "u-10"}).json()["distinct_ids"]) == ["c-10", "c-20", "u-10"]
+
+
+def test_an_email_inside_longer_text_is_redacted_in_the_audit_log_once(api, database):
+    send(api, "identify", user_id="ada@example.com", anonymous_id="c-ada")
+    send(api, "track", distinct_id="c-other", event="x")
+    api.post("/api/persons/merge", json={"target_distinct_id": "ada@example.com", "source_distinct_id": "c-other"})
+    api.post("/api/privacy/delete", json={"email": "ADA@example.com"})
+    [merge] = [e for e in api.get("/api/audit-log").json()["results"] if e["action"] == "merge"]
+    assert merge["details"]["redacted"] is True
+    assert merge["details"]["target"].startswith("hmac-sha256:")
+    assert mentions_in_database(database, ["ada@example.com", "c-other", "c-ada"]) == []
+
+
+def test_importing_an_old_backup_does_not_bring_back_a_suppressed_person(api):
+    ada_on_two_devices(api)
+    api.post("/api/privacy/delete", json={"user_id": "user-ada-42", "suppress": True})
+    response = api.post("/api/persons/import", json={"persons": [
+        {"distinct_ids": ["phone-anon-7f3a", "user-ada-42"], "user_ids": ["user-ada-42"]},
+        {"distinct_ids": ["someone-new"]},
+    ]})
+    assert response.json()["imported"] == 1
+    assert "suppress" in response.json()["results"][0]["error"]
+    assert api.get("/api/persons", params={"distinct_id": "user-ada-42"}).status_code == 404

@@ -231,3 +231,28 @@ def test_after_all_that_every_stored_person_can_still_be_read(fuzz_client):
     assert seen > 0
     for path in ("/api/warnings", "/api/dead-letters", "/api/audit-log"):
         assert fuzz_client.get(path, params={"limit": 1000}, headers=ADMIN).status_code == 200
+
+
+def nesting(value) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(nesting, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(nesting, value), default=0)
+    return 0
+
+
+tricky_text = st.text(alphabet=st.sampled_from('[]{}"\\a\n'), max_size=8)
+bracket_values = st.recursive(
+    st.none() | tricky_text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(tricky_text, inner, max_size=3),
+    max_leaves=30,
+)
+
+
+@fuzz_settings
+@given(value=bracket_values, limit=st.integers(min_value=0, max_value=12), indent=st.sampled_from([None, 1]))
+def test_the_nesting_check_agrees_with_a_walk_of_the_decoded_value(value, limit, indent):
+    from idstitch.ingest.decoding import nests_deeper_than
+
+    body = json.dumps(value, indent=indent, ensure_ascii=indent is None).encode()
+    assert nests_deeper_than(body, limit) == (nesting(value) > limit)

@@ -1,14 +1,15 @@
 """Schemathesis against the OpenAPI document at /openapi.json: every documented operation, with
 data that fits the schema and data that does not, must never get a 5xx.
 
-Each operation is a test of its own; the budget per operation is `IDSTITCH_FUZZ_EXAMPLES`
-(tests/security/conftest.py). The app keeps running across all of them (Schemathesis starts its
-lifespan once), so the generated writes pile up and later reads see them.
+Each operation is a test of its own; the budget per operation is half of `IDSTITCH_FUZZ_EXAMPLES`
+(tests/security/conftest.py), as some 40 operations make this the longest fuzz test. The
+document is read from the app without starting it, and the cases run through the module's
+one `fuzz_client`, whose lifespan pytest closes: a lifespan left running by Schemathesis kept
+the test process from ever exiting.
 """
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import schemathesis
@@ -22,11 +23,14 @@ ADMIN = {"Authorization": f"Bearer {SECRET_KEY}"}
 
 
 def _schema() -> schemathesis.schemas.BaseSchema:
-    # Built at import: Schemathesis's lazy `from_fixture` loader does not run under pytest 9.
-    app = create_app(fuzz_config(Path(tempfile.mkdtemp(prefix="idstitch-schemathesis-")) / "data"))
-    loaded = schemathesis.openapi.from_asgi("/openapi.json", app)
+    document = create_app(fuzz_config(Path("unused"))).openapi()
+    loaded = schemathesis.openapi.from_dict(document)
+    # Explicit examples and random fuzzing only: the exhaustive "coverage" phase never finished
+    # on the recursive filter schema (its combinations grow without bound).
+    loaded.config.phases.update(phases=["examples", "fuzzing"])
     loaded.config.generation.update(
-        modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE], max_examples=FUZZ_EXAMPLES, allow_x00=True,
+        modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE], max_examples=max(10, FUZZ_EXAMPLES // 2),
+        allow_x00=True,
     )
     return loaded
 
@@ -36,10 +40,10 @@ schema = _schema()
 
 @schema.parametrize()
 @fuzz_settings
-def test_no_operation_answers_5xx(case):
+def test_no_operation_answers_5xx(case, fuzz_client):
     # Keep one valid key on every request: with a wrong key everything is a dull 401. (Key
     # revocation is excluded here: revoking the only key would turn the rest into 401s.)
     if case.method == "DELETE" and case.path.startswith("/api/keys"):
         return
-    response = case.call(headers=ADMIN, timeout=60)
+    response = fuzz_client.request(**case.as_transport_kwargs(base_url="http://testserver", headers=ADMIN))
     assert response.status_code < 500, f"{case.method} {case.formatted_path} -> {response.status_code}: {response.text[:500]}"

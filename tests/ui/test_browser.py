@@ -34,7 +34,7 @@ def test_find_a_user_by_email_and_see_their_inferred_sessions(browser_page: Any,
     page.get_by_role("searchbox", name="Search").fill("ada@example.com")
     page.keyboard.press("Enter")
     page.wait_for_url("**/ui/users?q=ada%40example.com*")
-    assert page.get_by_role("heading", name="Exact match").is_visible()
+    assert page.get_by_role("heading", name="Ids and emails matching “ada@example.com”").is_visible()
     shoot(page, artifacts, "03-search-by-email")
 
     page.get_by_role("link", name="Ada Lovelace").first.click()
@@ -78,6 +78,7 @@ def test_sessions_filtered_to_the_inferred_ones(browser_page: Any, demo_server: 
     page = browser_page
     sign_in(page, demo_server)
     page.get_by_role("link", name="Sessions").click()
+    page.wait_for_url("**/ui/sessions")
     page.get_by_label("Inferred").select_option("yes")
     page.get_by_role("button", name="Filter").click()
     page.wait_for_url("**/ui/sessions?*inferred=yes*")
@@ -91,6 +92,7 @@ def test_warnings_are_grouped_by_type_with_examples(browser_page: Any, demo_serv
     page = browser_page
     sign_in(page, demo_server)
     page.get_by_role("link", name="Warnings").click()
+    page.wait_for_url("**/ui/warnings")
     groups = page.locator("section.warning-group")
     kinds = {groups.nth(i).locator("h2").inner_text() for i in range(groups.count())}
     assert {"cannot_merge_already_identified", "illegal_distinct_id", "merge_requires_secret_key", "pii_on_anonymous"} <= kinds
@@ -105,8 +107,10 @@ def test_build_a_segment_see_the_chart_and_save_it(browser_page: Any, demo_serve
     page = browser_page
     sign_in(page, demo_server)
     page.get_by_role("link", name="Segments").click()
+    page.wait_for_url("**/ui/segments")
     page.get_by_label("Condition 1: kind").select_option("did")
     page.locator("#key_0").fill("Signed up")
+    page.get_by_label("Count", exact=True).select_option("persons")
     page.get_by_label("Of events").fill("Signed up")
     page.get_by_label("Over time").select_option("week")
     page.get_by_label("Break down by attribute").fill("plan")
@@ -114,7 +118,7 @@ def test_build_a_segment_see_the_chart_and_save_it(browser_page: Any, demo_serve
     page.wait_for_url("**/ui/segments?*breakdown=plan*")
     chart = page.locator("svg#chart-time")
     assert chart.get_attribute("role") == "img"
-    assert "by plan" in chart.locator("title").first.inner_text()
+    assert "by plan" in chart.locator("title").first.text_content()
     assert chart.locator("rect").count() >= 4
     legend = page.locator(".legend").inner_text()
     assert "pro" in legend and "free" in legend
@@ -136,6 +140,7 @@ def test_settings_show_the_tokens_and_a_new_key_once(browser_page: Any, demo_ser
     page = browser_page
     sign_in(page, demo_server)
     page.get_by_role("link", name="Settings").click()
+    page.wait_for_url("**/ui/settings")
     assert page.locator(".token").first.inner_text() == demo_server.ingest_token
     page.get_by_label("Label for a new key").fill("browser-test")
     page.get_by_role("button", name="Create secret key").click()
@@ -144,6 +149,27 @@ def test_settings_show_the_tokens_and_a_new_key_once(browser_page: Any, demo_ser
     shoot(page, artifacts, "11-settings-new-key")
     page.goto(demo_server.base_url + "/ui/settings")
     assert secret not in page.content()
+
+
+def test_turning_attributes_on_asks_for_the_privacy_confirmation(browser_page: Any, demo_server: ServerProcess, artifacts: Path):
+    page = browser_page
+    sign_in(page, demo_server)
+    page.goto(demo_server.base_url + "/ui/settings")
+    page.get_by_label("Collect user attributes").uncheck()
+    page.get_by_role("button", name="Save settings").click()
+    assert page.locator(".notice").inner_text() == "Settings saved."
+    confirmation = page.get_by_label("I confirm that collecting these attributes complies with my privacy policy", exact=False)
+    assert confirmation.is_visible()
+    shoot(page, artifacts, "12-settings-attributes-off")
+
+    page.get_by_label("Collect user attributes").check()
+    page.get_by_role("button", name="Save settings").click()
+    assert "tick the privacy confirmation" in page.get_by_role("alert").inner_text()
+    page.get_by_label("Collect user attributes").check()
+    page.get_by_label("I confirm that collecting", exact=False).check()
+    page.get_by_role("button", name="Save settings").click()
+    assert page.locator(".notice").inner_text() == "Settings saved."
+    assert page.get_by_label("Collect user attributes").is_checked()
 
 
 def test_the_keyboard_reaches_everything_with_visible_focus(browser_page: Any, demo_server: ServerProcess):

@@ -231,6 +231,10 @@ def apply_imports(
         if isinstance(command, str):
             results.append({"index": index, "error": command})
             continue
+        if drop_suppressed(context.conn, project_id, [command], [], context.now())[0]:
+            # An old backup must not bring back a person erased with suppression.
+            results.append({"index": index, "error": SUPPRESSED.reason})
+            continue
         context.conn.execute("SAVEPOINT person")
         try:
             batch = Batch(context.persons(project_id), project_id, settings, context.now)

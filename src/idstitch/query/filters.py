@@ -66,12 +66,20 @@ MAX_DEPTH = 16
 _STRICT = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+# SQLite integers are 64-bit: a bigger one cannot be bound as a parameter (OverflowError).
+SQLITE_MAX_INT = 2**63 - 1
+
+
 def _is_scalar(value: Any) -> bool:
-    return value is None or isinstance(value, (str, bool, int)) or (isinstance(value, float) and math.isfinite(value))
+    return value is None or isinstance(value, (str, bool)) or _is_number(value)
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return -SQLITE_MAX_INT - 1 <= value <= SQLITE_MAX_INT
+    return isinstance(value, float) and math.isfinite(value)
 
 
 def check_value(op: str, value: Any) -> str | None:
@@ -186,7 +194,7 @@ class SegmentCondition(BaseModel):
     """The rows a saved segment keeps."""
 
     model_config = _STRICT
-    segment: int = Field(ge=1, description="A saved segment's id (GET /api/segments).")
+    segment: int = Field(ge=1, le=SQLITE_MAX_INT, description="A saved segment's id (GET /api/segments).")
 
 
 class AllOf(BaseModel):

@@ -65,7 +65,7 @@ class QueriedEventPage(BaseModel):
 class _Query(BaseModel):
     model_config = ConfigDict(extra="forbid")
     filter: Filter | None = Field(None, description=_FILTER_HELP)
-    segment_id: int | None = Field(None, ge=1, description="Also apply this saved segment.")
+    segment_id: int | None = Field(None, ge=1, le=2**63 - 1, description="Also apply this saved segment.")
     limit: int = Field(100, ge=1, le=1000)
     cursor: str | None = None
 
@@ -125,7 +125,7 @@ class CountQuery(BaseModel):
     breakdown: Breakdown | None = None
     breakdown_limit: int = Field(25, ge=1, le=1000, description="Keep the breakdown values with the largest totals.")
     filter: Filter | None = Field(None, description=_FILTER_HELP)
-    segment_id: int | None = Field(None, ge=1)
+    segment_id: int | None = Field(None, ge=1, le=2**63 - 1)
 
 
 class CountSeries(BaseModel):

@@ -87,7 +87,8 @@ def redirect(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
 
 
-def segment_id(text: str) -> int | None:
+def positive_id(text: str) -> int | None:
+    """A row id typed in a URL (a segment, a key), or None when it is not a positive whole number."""
     return int(text) if text.isdigit() and 0 < int(text) < 2**62 else None
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -22,7 +23,7 @@ from idstitch.query.moments import parse_moment
 from idstitch.server import ui_forms
 from idstitch.server.ui_auth import UIRoute, require_form, require_key, state_of
 from idstitch.server.ui_forms import KINDS, OPS, FormError, Row
-from idstitch.server.ui_pages import actor, page, problems, query, redirect, segment_id, write
+from idstitch.server.ui_pages import actor, page, positive_id, problems, query, redirect, write
 from idstitch.store import summaries
 from idstitch.store.projects import SecretKey
 from idstitch.web import charts
@@ -33,13 +34,14 @@ MIN_ROWS = 3
 PREVIEW = 10
 COUNT_CAP = 10_000
 BREAKDOWN_LIMIT = 8
-MEASURES = {"persons": "Unique users", "events": "Events", "new_persons": "New users"}
+MEASURES = {"new_persons": "New users", "persons": "Unique users", "events": "Events"}
 INTERVALS = {"day": "per day", "week": "per week", "month": "per month", "total": "in total"}
 
 
 def _chart_options(params: Any) -> dict[str, str]:
     return {
-        "measure": params.get("measure", "persons") if params.get("measure") in MEASURES else "persons",
+        # New users by default: counted from the persons index, cheap on a large project.
+        "measure": params.get("measure") if params.get("measure") in MEASURES else "new_persons",
         "events": params.get("events", "").strip(),
         "interval": params.get("interval", "day") if params.get("interval") in INTERVALS else "day",
         "after": params.get("after", "-30d").strip(),
@@ -103,7 +105,7 @@ async def segments_page(request: Request) -> Response:
     key = await require_key(request)
     params = request.query_params
     options = _chart_options(params)
-    loaded_id = segment_id(params.get("segment_id", ""))
+    loaded_id = positive_id(params.get("segment_id", ""))
     now = state_of(request).now()
 
     def run(conn: sqlite3.Connection, compiler: Compiler) -> dict[str, Any]:
@@ -199,16 +201,20 @@ async def segment_save(request: Request) -> Response:
         created = await write(request, store)
     except (IdstitchError, FilterError) as error:
         return page(request, key, "error.html", "segments", status_code=409, title="Segment not saved", message=problems(error))
-    return redirect(f"/ui/segments?segment_id={created['id']}&notice=Segment+saved.")
+    chart = {name: form.get(f"chart_{name}") for name in _chart_options({}) if form.get(f"chart_{name}")}
+    return redirect("/ui/segments?" + urlencode({"segment_id": created["id"], **chart, "notice": "Segment saved."}))
 
 
 @router.post("/ui/segments/{number}/delete")
-async def segment_delete(request: Request, number: int) -> Response:
+async def segment_delete(request: Request, number: str) -> Response:
     key, _ = await require_form(request)
+    found = positive_id(number)
+    if found is None:
+        return page(request, key, "error.html", "segments", status_code=404, title="Not found", message=f"No segment {number!r}.")
 
     def remove(context: WriteContext) -> None:
-        removed = saved.delete_segment(context.conn, key.project_id, number)
-        context.persons(key.project_id).audit(actor(key), "delete_segment", {"id": number, "name": removed["name"]})
+        removed = saved.delete_segment(context.conn, key.project_id, found)
+        context.persons(key.project_id).audit(actor(key), "delete_segment", {"id": found, "name": removed["name"]})
 
     try:
         await write(request, remove)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import sqlite3
 import uuid
@@ -49,6 +50,7 @@ HASH_PREFIX = "hmac-sha256:"
 # Ids at least this long are also searched for inside longer strings (URLs, messages); shorter
 # ones only as whole JSON strings, so erasing "u-1" does not touch what mentions "u-10".
 CONTAINED_ID_LENGTH = 8
+CONTAINED_EMAIL_LENGTH = 6
 # Bound the number of SQL variables per statement (SQLite's default limit is 32,766).
 _CHUNK = 400
 
@@ -200,13 +202,19 @@ class _Needles:
 
     exact: frozenset[str]
     contained: tuple[str, ...]  # ASCII-lowered
+    pattern: re.Pattern[str] | None  # finds any of `contained`, ASCII case folded
 
     @classmethod
     def build(cls, ids: Iterable[str], emails: Iterable[str]) -> _Needles:
         ids = [i for i in ids if i]
-        contained = {_ascii_lower(e) for e in emails if e}
+        emails = [e for e in emails if e]
+        # Only distinctive text is looked for inside longer strings: an email, or a long id. A
+        # short one ("0", "u-1") would match unrelated rows, so it only counts as a whole string.
+        contained = {_ascii_lower(e) for e in emails if "@" in e and len(e) >= CONTAINED_EMAIL_LENGTH}
         contained |= {_ascii_lower(i) for i in ids if len(i) >= CONTAINED_ID_LENGTH}
-        return cls(frozenset(ids), tuple(sorted(contained)))
+        ordered = tuple(sorted(contained, key=lambda c: (-len(c), c)))
+        pattern = re.compile("|".join(map(re.escape, ordered)), re.IGNORECASE | re.ASCII) if ordered else None
+        return cls(frozenset(ids) | frozenset(emails), ordered, pattern)
 
     def __bool__(self) -> bool:
         return bool(self.exact or self.contained)
@@ -222,22 +230,17 @@ class _Needles:
         return patterns
 
     def matches(self, text: str) -> bool:
-        return text in self.exact or any(c in _ascii_lower(text) for c in self.contained)
+        return text in self.exact or (self.pattern is not None and self.pattern.search(text) is not None)
 
     def redact(self, value: Any, key: bytes) -> Any:
         """`value` with every mention replaced by its keyed hash (for the audit log)."""
         if isinstance(value, str):
             if value in self.exact:
                 return HASH_PREFIX + keyed_hash(key, value)
-            folded = _ascii_lower(value)
-            for needle in self.contained:
-                while needle in folded:
-                    start = folded.index(needle)
-                    end = start + len(needle)
-                    replacement = HASH_PREFIX + keyed_hash(key, needle)
-                    value = value[:start] + replacement + value[end:]
-                    folded = folded[:start] + replacement + folded[end:]
-            return value
+            if self.pattern is None:
+                return value
+            # One pass: a replacement is never searched again (a hash may contain a short needle).
+            return self.pattern.sub(lambda m: HASH_PREFIX + keyed_hash(key, _ascii_lower(m.group(0))), value)
         if isinstance(value, list):
             return [self.redact(v, key) for v in value]
         if isinstance(value, dict):

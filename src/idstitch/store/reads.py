@@ -36,9 +36,16 @@ def decode_cursor(cursor: str, arity: int) -> list[Any]:
         parts = msgspec.json.decode(base64.urlsafe_b64decode(cursor.encode()))
     except (ValueError, msgspec.DecodeError):
         raise InvalidRequest(f"cursor {cursor!r} is not one this API gave out") from None
-    if not isinstance(parts, list) or len(parts) != arity:
+    if not isinstance(parts, list) or len(parts) != arity or not all(map(_is_sort_key, parts)):
         raise InvalidRequest(f"cursor {cursor!r} is not one this API gave out")
     return parts
+
+
+def _is_sort_key(part: Any) -> bool:
+    # What a cursor can hold and SQLite can bind: a forged `[[], {}]` was a 500, not a 400.
+    if isinstance(part, int) and not isinstance(part, bool):
+        return -(2**63) <= part < 2**63
+    return isinstance(part, (str, float))
 
 
 def person_id_for_distinct_id(conn: sqlite3.Connection, project_id: int, distinct_id: str) -> str | None:

@@ -141,3 +141,18 @@ def recent_attribute_keys(conn: sqlite3.Connection, project_id: int, persons: in
         (project_id, persons),
     )
     return [r[0] for r in rows]
+
+
+def persons_with_email_prefix(conn: sqlite3.Connection, project_id: int, prefix: str, limit: int = 20) -> list[str]:
+    """Persons whose `email` starts with `prefix` (ignoring ASCII case), through the email index."""
+    if not prefix or '"' in prefix or "\\" in prefix:
+        return []
+    low = '"' + prefix.lower()
+    rows = conn.execute(
+        "SELECT pa.person_id FROM person_attributes pa INDEXED BY person_attributes_by_email"
+        " JOIN persons p ON p.id = pa.person_id WHERE pa.key = 'email' AND lower(pa.value) >= ? AND lower(pa.value) < ? AND pa.kind != 'unset'"
+        " AND p.project_id = ? ORDER BY lower(pa.value) LIMIT ?",
+        (low, low + "\U0010ffff", project_id, limit),
+    )
+    return [r[0] for r in rows]
+

@@ -40,7 +40,10 @@ def warning_description(kind: str) -> str:
 
 
 def outcome_description(outcome: str) -> str:
+    """`merged` as words; a refusal as its reason alone (the page marks it refused)."""
     head, _, reason = outcome.partition(":")
+    if head == "refused":
+        return reason or "refused"
     text = OUTCOMES.get(head, head)
     return f"{text}: {reason}" if reason else text
 
