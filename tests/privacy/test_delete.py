@@ -104,6 +104,7 @@ def test_anonymised_counts_keep_the_events_without_ids_or_properties(api, databa
     assert response.json()["erased"]["events_anonymised"] == 4
     conn = sqlite3.connect(database)
     rows = conn.execute("SELECT distinct_id, event, properties, ops, session_id FROM events ORDER BY seq").fetchall()
+    conn.close()
     assert [r[1] for r in rows] == ["$pageview", "$identify", "Viewed pricing", "$identify"]
     assert {r[0] for r in rows} == {rows[0][0]} and rows[0][0].startswith("$erased-")
     assert {(r[2], r[3], r[4]) for r in rows} == {("{}", None, None)}

@@ -256,3 +256,15 @@ def test_the_nesting_check_agrees_with_a_walk_of_the_decoded_value(value, limit,
 
     body = json.dumps(value, indent=indent, ensure_ascii=indent is None).encode()
     assert nests_deeper_than(body, limit) == (nesting(value) > limit)
+
+
+def test_imported_ids_follow_the_distinct_id_rules(fuzz_client):
+    # Found by Schemathesis: `POST /api/persons/import` stored "" (and any length) as a distinct id.
+    response = fuzz_client.post("/api/persons/import", headers=ADMIN, json={"persons": [
+        {"distinct_ids": [""]}, {"distinct_ids": ["x" * 201]}, {"distinct_ids": ["a\u0000b"]}, {"distinct_ids": ["ok-import"]},
+    ]})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["imported"] == 1
+    assert [bool(r.get("error")) for r in body["results"]] == [True, True, True, False]
+    assert "empty" in body["results"][0]["error"] and "at most 200" in body["results"][1]["error"]

@@ -23,6 +23,7 @@ def test_a_created_key_works_is_listed_without_its_secret_and_stops_working_once
     assert all("secret" not in k for k in listed)
     conn = sqlite3.connect(config.database)
     assert key["secret"] not in str(conn.execute("SELECT * FROM secret_keys").fetchall())
+    conn.close()
 
     revoked = api.delete(f"/api/keys/{key['id']}")
     assert revoked.status_code == 200 and revoked.json()["revoked_at"]

@@ -11,7 +11,7 @@ import msgspec
 from idstitch.clock import format_time
 from idstitch.query.compiler import Sql
 from idstitch.query.people import distinct_ids_of, summaries
-from idstitch.store.reads import Page, decode_cursor, encode_cursor
+from idstitch.store.reads import Page, decode_cursor, encode_cursor, event_from_row
 
 _decode = msgspec.json.Decoder().decode
 
@@ -78,16 +78,6 @@ def events_page(
     rows = rows[:limit]
     people = summaries(conn, (r["person_id"] for r in rows))
     results = [
-        {
-            "uuid": r["uuid"],
-            "distinct_id": r["distinct_id"],
-            "event": r["event"],
-            "timestamp": r["timestamp"],
-            "session_id": r["session_id"],
-            "properties": _decode(r["properties"]),
-            "operations": _decode(r["ops"]) if r["ops"] else {},
-            "person": people.get(r["person_id"]) if r["person_id"] else None,
-        }
-        for r in rows
+        {**event_from_row(r), "person": people.get(r["person_id"]) if r["person_id"] else None} for r in rows
     ]
     return Page(results, encode_cursor(rows[-1]["timestamp"], rows[-1]["seq"]) if more else None)

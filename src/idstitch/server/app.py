@@ -11,13 +11,17 @@ from fastapi.responses import JSONResponse
 import idstitch
 from idstitch.clock import Now, utc_now
 from idstitch.ingest.pipeline import Writer
-from idstitch.server import api_routes, compat_routes, ingest_routes
+from idstitch.server import (
+    api_routes,
+    compat_routes,
+    ingest_routes,
+    privacy_routes,
+    query_routes,
+    static_routes,
+    ui_routes,
+)
 from idstitch.server.cors import IngestCORSMiddleware
-from idstitch.server import privacy_routes
-from idstitch.server import query_routes
 from idstitch.server.ratelimit import ApiRateLimitMiddleware, RateLimits
-from idstitch.server import static_routes
-from idstitch.server import ui_routes
 from idstitch.server.state import AppState, ServerConfig
 from idstitch.store.projects import DefaultProject, ensure_default_project
 from idstitch.store.sqlite import open_database

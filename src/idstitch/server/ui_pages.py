@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
@@ -16,6 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from idstitch.ingest.pipeline import WriteContext
 from idstitch.query.compiler import Compiler
 from idstitch.query.filters import FilterError
+from idstitch.query.moments import parse_moment
 from idstitch.query.patterns import PatternGuard
 from idstitch.server.ui_auth import CSRF_FIELD, SIGNIN_COOKIE, csrf_token, state_of
 from idstitch.store.projects import SecretKey
@@ -90,6 +92,16 @@ def redirect(url: str) -> RedirectResponse:
 def positive_id(text: str) -> int | None:
     """A row id typed in a URL (a segment, a key), or None when it is not a positive whole number."""
     return int(text) if text.isdigit() and 0 < int(text) < 2**62 else None
+
+
+def moment(text: str, path: str, now: datetime) -> datetime | None:
+    """A typed time (ISO-8601 or relative, like `-7d`), None when empty; FilterError naming `path`."""
+    if not text:
+        return None
+    try:
+        return parse_moment(text, now)
+    except ValueError as error:
+        raise FilterError([(path, str(error))]) from None
 
 
 def flag(text: str) -> bool | None:

@@ -24,7 +24,6 @@ from idstitch.query import events, lookups, people, sessions
 from idstitch.query import segments as saved
 from idstitch.query.compiler import PERSONS, SESSIONS, Compiler, Sql, join
 from idstitch.query.filters import FilterError, FilterNode, parse_filter
-from idstitch.query.moments import parse_moment
 from idstitch.server import api_routes, ui_forms, ui_segments
 from idstitch.server.ui_auth import (
     LOGIN_COOKIE,
@@ -47,11 +46,12 @@ from idstitch.server.ui_pages import (
     actor,
     flag,
     message_page,
+    moment,
     page,
+    positive_id,
     problems,
     query,
     redirect,
-    positive_id,
     write,
 )
 from idstitch.store import privacy, reads, signins, summaries
@@ -300,8 +300,8 @@ async def session_list(request: Request) -> Response:
         where = join([compiler.compile(n, SESSIONS) for n in nodes], "AND")
         if segment_id is not None:
             where = join([where, compiler.segment(segment_id, SESSIONS)], "AND")
-        after = _moment(after_text, "after", now)
-        before = _moment(before_text, "before", now)
+        after = moment(after_text, "after", now)
+        before = moment(before_text, "before", now)
         page = sessions.sessions_page(
             conn, key.project_id, where, person_id=person_id, after=after, before=before,
             identified=identified, inferred=inferred, limit=PAGE_SIZE, cursor=cursor,
@@ -320,15 +320,6 @@ async def session_list(request: Request) -> Response:
                  error=error, identified=params.get("identified", ""), inferred=params.get("inferred", ""),
                  segment_id=segment_id, row=row, ops=OPS, person_id=person_id, cursor=cursor, filter_text=filter_text,
                  after=after_text, before=before_text, **data)
-
-
-def _moment(text: str, path: str, now: Any) -> Any:
-    if not text:
-        return None
-    try:
-        return parse_moment(text, now)
-    except ValueError as error:
-        raise FilterError([(path, str(error))]) from None
 
 
 @router.get("/ui/sessions/{session_id:path}")

@@ -19,11 +19,10 @@ from idstitch.query import counts, people
 from idstitch.query import segments as saved
 from idstitch.query.compiler import EVENTS, PERSONS, Compiler, where_clause
 from idstitch.query.filters import FilterError, FilterNode, parse_filter
-from idstitch.query.moments import parse_moment
 from idstitch.server import ui_forms
 from idstitch.server.ui_auth import UIRoute, require_form, require_key, state_of
 from idstitch.server.ui_forms import KINDS, OPS, FormError, Row
-from idstitch.server.ui_pages import actor, page, positive_id, problems, query, redirect, write
+from idstitch.server.ui_pages import actor, moment, page, positive_id, problems, query, redirect, write
 from idstitch.store import summaries
 from idstitch.store.projects import SecretKey
 from idstitch.web import charts
@@ -159,23 +158,14 @@ def _fill(conn: sqlite3.Connection, compiler: Compiler, key: SecretKey, node: Fi
         measure=options["measure"],  # type: ignore[arg-type]
         events=tuple(e.strip() for e in options["events"].split(",") if e.strip()) if options["measure"] != "new_persons" else (),
         interval=None if options["interval"] == "total" else options["interval"],  # type: ignore[arg-type]
-        after=_moment(options["after"], "after", now),
-        before=_moment(options["before"], "before", now),
+        after=moment(options["after"], "after", now),
+        before=moment(options["before"], "before", now),
         breakdown_attribute=options["breakdown"] or None,
         breakdown_limit=BREAKDOWN_LIMIT,
     )
     target = PERSONS if options["measure"] == "new_persons" else EVENTS
     result = counts.count(conn, key.project_id, spec, where_clause(compiler, target, node, None), now)
     data["chart"] = _chart(result, options)
-
-
-def _moment(text: str, path: str, now: Any) -> Any:
-    if not text:
-        return None
-    try:
-        return parse_moment(text, now)
-    except ValueError as error:
-        raise FilterError([(path, str(error))]) from None
 
 
 @router.post("/ui/segments")

@@ -300,19 +300,7 @@ def _events(conn: sqlite3.Connection, project_id: int, distinct_ids: Sequence[st
             (project_id, *chunk),
         ).fetchall()
     rows.sort(key=lambda r: (r["timestamp"], r["seq"]))
-    return [
-        {
-            "uuid": r["uuid"],
-            "distinct_id": r["distinct_id"],
-            "event": r["event"],
-            "timestamp": r["timestamp"],
-            "received_at": r["received_at"],
-            "session_id": r["session_id"],
-            "properties": _decode(r["properties"]),
-            "operations": _decode(r["ops"]) if r["ops"] else {},
-        }
-        for r in rows
-    ]
+    return [{**reads.event_from_row(r), "received_at": r["received_at"]} for r in rows]
 
 
 def sessions_of(events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -187,19 +187,21 @@ def events_page(conn: sqlite3.Connection, project_id: int, person_id: str, limit
     rows = conn.execute(sql, (*params, limit + 1)).fetchall()
     more = len(rows) > limit
     rows = rows[:limit]
-    results = [
-        {
-            "uuid": r["uuid"],
-            "distinct_id": r["distinct_id"],
-            "event": r["event"],
-            "timestamp": r["timestamp"],
-            "session_id": r["session_id"],
-            "properties": _decode(r["properties"]),
-            "operations": _decode(r["ops"]) if r["ops"] else {},
-        }
-        for r in rows
-    ]
+    results = [event_from_row(r) for r in rows]
     return Page(results, encode_cursor(rows[-1]["timestamp"], rows[-1]["seq"]) if more else None)
+
+
+def event_from_row(row: sqlite3.Row) -> dict[str, Any]:
+    """A stored event as the API shows it."""
+    return {
+        "uuid": row["uuid"],
+        "distinct_id": row["distinct_id"],
+        "event": row["event"],
+        "timestamp": row["timestamp"],
+        "session_id": row["session_id"],
+        "properties": _decode(row["properties"]),
+        "operations": _decode(row["ops"]) if row["ops"] else {},
+    }
 
 
 def warnings_page(
