@@ -18,7 +18,8 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -39,6 +40,9 @@ from idstitch.query.filters import (
     parse_filter,
 )
 from idstitch.query.moments import julian_day, parse_moment
+from idstitch.query.patterns import PatternGuard
+
+T = TypeVar("T")
 
 _encode = msgspec.json.Encoder().encode
 
@@ -286,3 +290,22 @@ def where_clause(compiler: Compiler, target: Target, node: FilterNode | None, se
     if segment_id is not None:
         parts.append(compiler.segment(segment_id, target))
     return join(parts, "AND")
+
+
+def run_guarded(conn: sqlite3.Connection, project_id: int, now: datetime, fn: Callable[[sqlite3.Connection, Compiler], T]) -> T:
+    """Run a query function with a compiler for the project, under the regex time budget.
+
+    A regex that spends its budget aborts the query; that is the filter's fault, said as such.
+    """
+    guard = PatternGuard()
+    guard.install(conn)
+    try:
+        return fn(conn, Compiler(conn, project_id, now))
+    except sqlite3.OperationalError:
+        if guard.exhausted_by is not None:
+            raise FilterError([(
+                "filter",
+                f"regex {guard.exhausted_by!r} spent more than {guard.budget:g} s of this query;"
+                " use a simpler pattern or narrow the query first",
+            )]) from None
+        raise

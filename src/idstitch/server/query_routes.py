@@ -25,10 +25,9 @@ from idstitch.ingest import native
 from idstitch.ingest.pipeline import WriteContext
 from idstitch.outcomes import Rejection
 from idstitch.query import counts, events, lookups, people, segments, sessions
-from idstitch.query.compiler import EVENTS, PERSONS, SESSIONS, Compiler, where_clause
+from idstitch.query.compiler import EVENTS, PERSONS, SESSIONS, Compiler, run_guarded, where_clause
 from idstitch.query.filters import FilterError, error_path, error_reason, parse_filter
 from idstitch.query.moments import parse_moment
-from idstitch.query.patterns import PatternGuard
 from idstitch.server import query_schemas as schemas
 from idstitch.server.api_routes import Key
 from idstitch.server.state import AppState
@@ -91,19 +90,7 @@ async def _query(request: Request, key: SecretKey, fn: Callable[[sqlite3.Connect
     now = state.now()
 
     def run() -> T:
-        conn = state.reader()
-        guard = PatternGuard()
-        guard.install(conn)
-        try:
-            return fn(conn, Compiler(conn, key.project_id, now))
-        except sqlite3.OperationalError:
-            if guard.exhausted_by is not None:
-                raise FilterError([(
-                    "filter",
-                    f"regex {guard.exhausted_by!r} spent more than {guard.budget:g} s of this query;"
-                    " use a simpler pattern or narrow the query first",
-                )]) from None
-            raise
+        return run_guarded(state.reader(), key.project_id, now, fn)
 
     try:
         return await run_in_threadpool(run)

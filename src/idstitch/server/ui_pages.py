@@ -15,10 +15,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from idstitch.ingest.pipeline import WriteContext
-from idstitch.query.compiler import Compiler
+from idstitch.query.compiler import Compiler, run_guarded
 from idstitch.query.filters import FilterError
 from idstitch.query.moments import parse_moment
-from idstitch.query.patterns import PatternGuard
 from idstitch.server.ui_auth import CSRF_FIELD, SIGNIN_COOKIE, csrf_token, state_of
 from idstitch.store.projects import SecretKey
 from idstitch.web.pages import render
@@ -61,15 +60,7 @@ async def query(request: Request, key: SecretKey, fn: Callable[[sqlite3.Connecti
     now = state.now()
 
     def run() -> T:
-        conn = state.reader()
-        guard = PatternGuard()
-        guard.install(conn)
-        try:
-            return fn(conn, Compiler(conn, key.project_id, now))
-        except sqlite3.OperationalError:
-            if guard.exhausted_by is not None:
-                raise FilterError([("filter", f"regex {guard.exhausted_by!r} is too slow; use a simpler pattern")]) from None
-            raise
+        return run_guarded(state.reader(), key.project_id, now, fn)
 
     return await run_in_threadpool(run)
 
