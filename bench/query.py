@@ -48,12 +48,7 @@ from typing import Any
 
 from idstitch.attributes import AttributeOps, OperationContext, PersonAttributes, apply_operations
 from idstitch.commands import INGEST, Command, Event, Identify, Track
-from idstitch.engine import LinkEntry, PersonRow, StoredEvent
-
-try:
-    from idstitch.engine import PersonCache
-except ImportError:  # an engine without a cross-transaction cache
-    PersonCache = None  # type: ignore[assignment,misc]
+from idstitch.engine import LinkEntry, PersonCache, PersonRow, StoredEvent
 from idstitch.first_touch import first_touch_ops
 from idstitch.identity import Action, Holder, LinkKind, decide_link
 from idstitch.ids import person_id_for
@@ -63,10 +58,10 @@ from idstitch.query import counts, people, sessions
 from idstitch.query.compiler import EVENTS, PERSONS, SESSIONS, Compiler, where_clause
 from idstitch.query.filters import parse_filter
 from idstitch.query.patterns import PatternGuard
-from idstitch.store import reads
 from idstitch.settings import ProjectSettings
+from idstitch.store import reads
 from idstitch.store.projects import ensure_default_project, project_by_id
-from idstitch.store.sqlite import SQLitePersons, open_database
+from idstitch.store.sqlite import SQLitePersons, SQLiteWriteSession, max_seq, open_database
 
 START = datetime(2026, 8, 1, tzinfo=timezone.utc)
 SPAN_DAYS = 90
@@ -174,26 +169,25 @@ def _project(conn: sqlite3.Connection) -> tuple[int, ProjectSettings]:
 def engine_load(path: Path, events: int, seed: int) -> int:
     """Apply the lives as wire commands through `ingest_function` (the engine), 100 per request,
     with the lives of a chunk interleaved in time order as concurrent visitors would be."""
-    conn = open_database(path)
-    conn.execute("PRAGMA synchronous = OFF")
-    project_id, settings = _project(conn)
-    seq = SQLitePersons.max_seq(conn)
-    # The writer keeps one person cache across its transactions (engine.PersonCache), if it has one.
-    cache = [PersonCache()] if PersonCache is not None else []
+    session = SQLiteWriteSession(path, lambda: NOW)
+    session.conn.execute("PRAGMA synchronous = OFF")
+    project_id, settings = _project(session.conn)
+    # The writer keeps one person cache across its transactions (engine.PersonCache).
+    cache = PersonCache()
     stored = 0
     for chunk in lives(events, seed):
         steps = sorted((step for life in chunk for step in life), key=lambda step: step[0].timestamp)
         commands: list[Command] = [
             Identify(event, user_id=event.distinct_id, anonymous_id=anon) if anon else Track(event) for event, anon in steps
         ]
-        conn.execute("BEGIN IMMEDIATE")
-        context = WriteContext(conn, lambda: NOW, seq, *cache)
+        session.begin([])
+        context = WriteContext(session, lambda: NOW, cache)
         for start in range(0, len(commands), REQUEST):
             ingest_function(project_id, settings, commands[start : start + REQUEST], [])(context)
-        conn.execute("COMMIT")
-        seq, stored = context.seq, stored + len(commands)
+        session.commit()
+        stored += len(commands)
         _progress(stored)
-    conn.close()
+    session.close()
     return stored
 
 
@@ -217,7 +211,7 @@ def bulk_load(path: Path, events: int, seed: int) -> int:
     conn.execute("PRAGMA synchronous = OFF")
     project_id, settings = _project(conn)
     policy = settings.attribute_policy
-    counter = [SQLitePersons.max_seq(conn)]
+    counter = [max_seq(conn)]
 
     def take_seq() -> int:
         counter[0] += 1

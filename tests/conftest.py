@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import re
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,19 +14,66 @@ from fastapi.testclient import TestClient
 
 from idstitch.server.app import create_app
 from idstitch.server.state import ServerConfig
+from tests.postgres_server import PostgresServer, PostgresUnavailable
 
 INGEST_TOKEN = "phc_test_token"
 SECRET_KEY = "sk_test_secret"
 
 
+STORES = ("sqlite", "postgres")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "both_stores: run the module's app tests on SQLite and on PostgreSQL (the `store` fixture)"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests whose app needs a store run on SQLite, and on PostgreSQL too where marked `both_stores`."""
+    if "store" in metafunc.fixturenames:
+        both = metafunc.definition.get_closest_marker("both_stores") is not None
+        metafunc.parametrize("store", STORES if both else STORES[:1], indirect=True)
+
+
 @pytest.fixture
-def config(tmp_path: Path) -> ServerConfig:
-    return ServerConfig(data_dir=tmp_path / "data", ingest_token=INGEST_TOKEN, secret_key=SECRET_KEY)
+def store(request: pytest.FixtureRequest) -> str | None:
+    """The `--database` of the app under test: None (the SQLite file), or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return None
+    template = request.getfixturevalue("postgres_template")
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    dsn = server.create_database(name, template=template)
+    request.addfinalizer(lambda: _drop_quietly(server, name))
+    return dsn
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_server: PostgresServer) -> str:
+    """A database with idstitch's schema, copied for each test (migrating costs more than copying)."""
+    from idstitch.store.backends import PostgresStore
+
+    name = "idstitch_template"
+    PostgresStore(postgres_server.create_database(name)).prepare()
+    return name
+
+
+def _drop_quietly(server: PostgresServer, name: str) -> None:
+    try:
+        server.drop_database(name)
+    except Exception:  # best effort: the session's server and its directory go at the end anyway
+        pass
+
+
+@pytest.fixture
+def config(tmp_path: Path, store: str | None) -> ServerConfig:
+    return ServerConfig(data_dir=tmp_path / "data", database=store, ingest_token=INGEST_TOKEN, secret_key=SECRET_KEY)
 
 
 @pytest.fixture
 def client(config: ServerConfig) -> Iterator[TestClient]:
-    """The real app with its writer thread, on a SQLite file in tmp_path."""
+    """The real app with its writer thread, on the test's store."""
     with TestClient(create_app(config)) as test_client:
         yield test_client
 
@@ -33,3 +83,35 @@ def api(client: TestClient) -> httpx.Client:
     """The same app, holding the secret key."""
     client.headers["Authorization"] = f"Bearer {SECRET_KEY}"
     return client
+
+
+def running_in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL (15 on Debian) for the whole session, started only when a test asks for it.
+
+    Without the binaries: a skip locally, a failure in CI (where scripts/test-deps must have installed them).
+    """
+    try:
+        server = PostgresServer()
+    except PostgresUnavailable as exc:
+        if running_in_ci():
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_dsn(postgres_server: PostgresServer, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A DSN to a fresh, empty database for this test only, named after it; dropped afterwards."""
+    slug = re.sub(r"[^a-z0-9]+", "_", request.node.name.lower()).strip("_")[:40]
+    name = f"t_{slug}_{uuid.uuid4().hex[:8]}"
+    yield postgres_server.create_database(name)
+    _drop_quietly(postgres_server, name)

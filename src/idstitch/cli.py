@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -24,8 +23,9 @@ from idstitch.ingest.pipeline import Writer, apply_imports
 from idstitch.settings import SERVER_SETTINGS, Setting
 from idstitch.server.state import ServerConfig
 from idstitch.store import privacy, reads
+from idstitch.store.backends import PostgresStore, SQLiteStore, open_store
+from idstitch.store.connection import Connection
 from idstitch.store.projects import Project, add_secret_key, project_by_id
-from idstitch.store.sqlite import DATABASE_FILE, open_database
 
 _SETTINGS = {s.name: s for s in SERVER_SETTINGS}
 
@@ -55,6 +55,7 @@ def cli() -> None:
 @_option("host")
 @_option("port")
 @_option("data_dir")
+@_option("database")
 @_option("ingest_token")
 @_option("secret_key")
 @_option("max_body_bytes")
@@ -62,9 +63,12 @@ def cli() -> None:
 @_option("ingest_rate_limit")
 @_option("api_rate_limit")
 def serve(**values: Any) -> None:
-    """Start the server on an embedded SQLite data directory, creating it on first start.
+    """Start the server on an embedded SQLite data directory (created on first start), or on a
+    PostgreSQL database that several servers share.
 
     Example: idstitch serve --port 8000 --data-dir ./idstitch-data
+
+    Example: idstitch serve --database postgresql://idstitch@db.internal/idstitch
     """
     import uvicorn
 
@@ -77,7 +81,7 @@ def serve(**values: Any) -> None:
     except IdstitchError as error:
         raise click.ClickException(str(error)) from None
     url = f"http://{config.host}:{config.port}"
-    click.echo(f"idstitch {__version__} serving {config.database}")
+    click.echo(f"idstitch {__version__} serving {config.store().description}")
     click.echo(f"  URL:          {url}")
     click.echo(f"  API docs:     {url}/docs  (OpenAPI: {url}/openapi.json)")
     click.echo(f"  ingest token: {default.project.ingest_token}")
@@ -92,34 +96,31 @@ def serve(**values: Any) -> None:
 
 @cli.command("create-key")
 @_option("data_dir")
+@_option("database")
 @click.option("--label", default="cli", show_default=True, help="A name to recognise the key by.")
-def create_key(data_dir: str, label: str) -> None:
+def create_key(data_dir: str, database: str | None, label: str) -> None:
     """Create a new secret key for the default project and print it (only its hash is stored).
 
     Example: idstitch create-key --label ci
     """
-    conn = open_database(_database_path(data_dir))
-    project = _default_project(conn)
-    with conn:
-        click.echo(add_secret_key(conn, project.id, label, utc_now()))
+    store = _existing_store(data_dir, database)
+    project = _default_project(store)
+    click.echo(_write_once(store, lambda context: add_secret_key(context.conn, project.id, label, context.now())))
 
 
 @cli.command("import")
 @click.argument("source", type=click.File("r"), default="-")
 @_option("data_dir")
-def import_(source: TextIO, data_dir: str) -> None:
+@_option("database")
+def import_(source: TextIO, data_dir: str, database: str | None) -> None:
     """Import persons from JSON lines: {"distinct_ids": [...], "properties": {...}, ...} per line.
 
     Example: idstitch import persons.jsonl
     """
-    path = _database_path(data_dir)
-    project = _default_project(open_database(path, read_only=True))
+    store = _existing_store(data_dir, database)
+    project = _default_project(store)
     commands = [_import_command(line, number) for number, line in enumerate(source, start=1) if line.strip()]
-    writer = Writer(path)
-    try:
-        outcome = writer.write_now(lambda context: apply_imports(context, project.id, project.settings, commands))
-    finally:
-        writer.close()
+    outcome = _write_once(store, lambda context: apply_imports(context, project.id, project.settings, commands))
     for result in outcome["results"]:
         if result.get("error"):
             click.echo(f"person {result['index'] + 1}: {result['error']}", err=True)
@@ -153,15 +154,17 @@ def _import_command(line: str, number: int) -> ImportPerson | str:
 
 @cli.command()
 @_option("data_dir")
+@_option("database")
 @click.option("-o", "--output", type=click.File("w"), default="-", help="File to write (default: standard output).")
-def export(data_dir: str, output: TextIO) -> None:
+def export(data_dir: str, database: str | None, output: TextIO) -> None:
     """Export every person as JSON lines, in the format `idstitch import` reads.
 
     Example: idstitch export -o persons.jsonl
     """
-    conn = open_database(_database_path(data_dir), read_only=True)
+    store = _existing_store(data_dir, database)
+    conn = store.connect(read_only=True)
     count = 0
-    for person in reads.export_persons(conn, _default_project(conn).id):
+    for person in reads.export_persons(conn, _default_project(store).id):
         output.write(msgspec.json.encode(person).decode() + "\n")
         count += 1
     click.echo(f"exported {count} persons", err=True)
@@ -183,18 +186,18 @@ def _cli_selector(given: dict[str, Any]) -> privacy.Selector:
 @cli.command("export-person")
 @_selector_options
 @_option("data_dir")
+@_option("database")
 @click.option("-o", "--output", type=click.File("w"), default="-", help="File to write (default: standard output).")
-def export_person(data_dir: str, output: TextIO, **given: Any) -> None:
+def export_person(data_dir: str, database: str | None, output: TextIO, **given: Any) -> None:
     """Export everything held about a person as one JSON document (logged in the audit log).
 
     Example: idstitch export-person --email ada@example.com -o ada.json
     """
     selector = _cli_selector(given)
-    path = _database_path(data_dir)
-    conn = open_database(path, read_only=True)
-    project = _default_project(conn)
-    document = privacy.export_document(conn, project.id, selector, utc_now())
-    _write_once(path, lambda context: privacy.write_audit(
+    store = _existing_store(data_dir, database)
+    project = _default_project(store)
+    document = privacy.export_document(store.connect(read_only=True), project.id, selector, utc_now())
+    _write_once(store, lambda context: privacy.write_audit(
         context.conn, project.id, "cli", "export",
         {**privacy.audit_selector(context.conn, project.id, selector), "persons": len(document["persons"])}, context.now(),
     ))
@@ -205,48 +208,58 @@ def export_person(data_dir: str, output: TextIO, **given: Any) -> None:
 @cli.command("delete-person")
 @_selector_options
 @_option("data_dir")
+@_option("database")
 @click.option("--suppress", is_flag=True, help="Drop (and count) later events from the person's ids.")
 @click.option("--keep-anonymised-counts", is_flag=True, help="Keep the events for totals, without ids or properties.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def delete_person(data_dir: str, suppress: bool, keep_anonymised_counts: bool, yes: bool, **given: Any) -> None:
+def delete_person(
+    data_dir: str, database: str | None, suppress: bool, keep_anonymised_counts: bool, yes: bool, **given: Any
+) -> None:
     """Erase a person: ids, attributes, events, links, and the warnings and dead letters holding
     their data (logged in the audit log).
 
     Example: idstitch delete-person --distinct-id user-42 --suppress --yes
     """
     selector = _cli_selector(given)
-    path = _database_path(data_dir)
-    project = _default_project(open_database(path, read_only=True))
+    store = _existing_store(data_dir, database)
+    project = _default_project(store)
     if not yes:
         click.confirm(f"Erase everything held about {selector.kind} {selector.value!r}?", abort=True)
     try:
-        report = _write_once(path, lambda context: privacy.erase(
+        report = _write_once(store, lambda context: privacy.erase(
             context.conn, project.id, selector, actor="cli", now=context.now(),
             suppress=suppress, keep_anonymised_counts=keep_anonymised_counts,
         ))
     except IdstitchError as error:
         raise click.ClickException(str(error)) from None
-    privacy.checkpoint(path)
+    store.forget_erased()
     click.echo(msgspec.json.encode({"erased": report.to_json(), "suppress": suppress}).decode())
 
 
-def _write_once(path: Path, fn: Callable[[Any], Any]) -> Any:
-    writer = Writer(path)
+def _write_once(store: SQLiteStore | PostgresStore, fn: Callable[[Any], Any]) -> Any:
+    writer = Writer(store.write_session(utc_now), utc_now)
     try:
         return writer.write_now(fn)
     finally:
         writer.close()
 
 
-def _database_path(data_dir: str) -> Path:
-    path = Path(data_dir) / DATABASE_FILE
-    if not path.exists():
-        raise click.ClickException(f"No idstitch database at {path}: run `idstitch serve --data-dir {data_dir}` first")
-    return path
+def _existing_store(data_dir: str, database: str | None) -> SQLiteStore | PostgresStore:
+    try:
+        store = open_store(database, Path(data_dir))
+    except IdstitchError as error:
+        raise click.ClickException(str(error)) from None
+    if isinstance(store, SQLiteStore) and not store.path.exists():
+        raise click.ClickException(f"No idstitch database at {store.path}: run `idstitch serve --data-dir {data_dir}` first")
+    return store
 
 
-def _default_project(conn: sqlite3.Connection) -> Project:
-    project = project_by_id(conn, conn.execute("SELECT coalesce(min(id), 0) FROM projects").fetchone()[0])
+def _default_project(store: SQLiteStore | PostgresStore) -> Project:
+    conn: Connection = store.connect(read_only=True)
+    try:
+        project = project_by_id(conn, conn.execute("SELECT coalesce(min(id), 0) FROM projects").fetchone()[0])
+    finally:
+        conn.close()
     if project is None:
         raise click.ClickException("No project yet: run `idstitch serve` once first")
     return project
@@ -254,10 +267,11 @@ def _default_project(conn: sqlite3.Connection) -> Project:
 
 @cli.command()
 @_option("data_dir")
+@_option("database")
 @click.option("--visitors", default=300, show_default=True, type=click.IntRange(1, 100_000), help="Visitors to simulate.")
 @click.option("--seed", default=7, show_default=True, help="Random seed: the same seed gives the same data.")
 @click.option("--url", default="http://127.0.0.1:8000", show_default=True, help="The server's URL, for the printed link.")
-def demo(data_dir: str, visitors: int, seed: int, url: str) -> None:
+def demo(data_dir: str, database: str | None, visitors: int, seed: int, url: str) -> None:
     """Load a month of demo visitors (sessions, sign-ups on several devices, plans, refused
     merges, warnings) through the ingest path, and print a secret key for the web UI.
 
@@ -266,10 +280,11 @@ def demo(data_dir: str, visitors: int, seed: int, url: str) -> None:
     from idstitch.demo import load_demo
     from idstitch.server.app import prepare
 
-    config = ServerConfig(data_dir=Path(data_dir))
+    config = ServerConfig(data_dir=Path(data_dir), database=database)
     project = prepare(config).project
-    report = load_demo(config.database, project, visitors=visitors, seed=seed)
-    created = _write_once(config.database, lambda context: privacy.create_secret_key(
+    store = config.store()
+    report = load_demo(store, project, visitors=visitors, seed=seed)
+    created = _write_once(store, lambda context: privacy.create_secret_key(
         context.conn, project.id, "demo", "cli", context.now()
     ))
     click.echo(f"demo: {report.events} events sent, {report.accepted} accepted ({report.duplicates} already there),"

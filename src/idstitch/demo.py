@@ -29,13 +29,14 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 from idstitch.clock import format_time, utc_now
 from idstitch.ingest import posthog
 from idstitch.ingest.pipeline import Writer, ingest_function
+from idstitch.store.backends import Store
 from idstitch.store.projects import Project
+from idstitch.store.transactions import claims_for
 
 BATCH_SIZE = 200
 BATCH_WINDOW = timedelta(minutes=30)
@@ -306,19 +307,20 @@ class _Clock:
         return self.moment
 
 
-def load_demo(database: Path, project: Project, *, visitors: int = 300, seed: int = 7, now: datetime | None = None) -> DemoReport:
-    """Send the demo through the server's ingest functions into `database` (a running server may
-    share it: the writer takes SQLite's write lock per batch)."""
+def load_demo(store: Store, project: Project, *, visitors: int = 300, seed: int = 7, now: datetime | None = None) -> DemoReport:
+    """Send the demo through the server's ingest functions into `store` (a running server may
+    share it: the writer takes the store's write locks per batch)."""
     now = now or utc_now()
     clock = _Clock()
-    writer = Writer(database, clock)
+    writer = Writer(store.write_session(clock), clock)
     report = DemoReport()
     try:
         for received, body in batches(demo_events(now, visitors=visitors, seed=seed), project.ingest_token):
             clock.moment = min(received, now)
             decoded = posthog.decode_request(body, clock.moment)
             results = writer.write_now(
-                ingest_function(project.id, project.settings, decoded.commands, decoded.rejected)
+                ingest_function(project.id, project.settings, decoded.commands, decoded.rejected),
+                claims=claims_for(project.id, decoded.commands),
             )
             report.events += len(body["batch"])
             report.rejected += len(decoded.rejected) + sum(1 for r in results if r.rejection is not None)

@@ -4,7 +4,9 @@
      ├── InvalidSetting        a setting's name or value is wrong
      ├── InvalidRequest        an API request is malformed (the server answers 400)
      ├── NotFound              a person, project or key does not exist (404)
-     └── Conflict              the request contradicts stored state (409)
+     ├── Conflict              the request contradicts stored state (409)
+     ├── StoreInUse            another server process already serves the SQLite file
+     └── StoreUnavailable      the database cannot be reached or is restarting (503)
 """
 
 
@@ -26,3 +28,11 @@ class NotFound(IdstitchError):
 
 class Conflict(IdstitchError):
     """The request contradicts what is stored, such as importing an id that is already taken."""
+
+
+class StoreInUse(IdstitchError):
+    """Another idstitch server already serves this SQLite file (the message names its pid)."""
+
+
+class StoreUnavailable(IdstitchError):
+    """The database cannot be reached, or is restarting; the request may be sent again."""

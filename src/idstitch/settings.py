@@ -43,6 +43,7 @@ SERVER_SETTINGS: tuple[Setting, ...] = (
     Setting("host", "127.0.0.1", "Address to listen on.", "IDSTITCH_HOST"),
     Setting("port", 8000, "Port to listen on.", "IDSTITCH_PORT"),
     Setting("data_dir", "idstitch-data", "Directory holding the SQLite database.", "IDSTITCH_DATA_DIR"),
+    Setting("database", None, "PostgreSQL URL (postgresql://user@host/db) to share with other servers, instead of the SQLite file in the data directory.", "IDSTITCH_DATABASE_URL"),
     Setting("ingest_token", None, "Ingest token of the default project (created at first start if unset).", "IDSTITCH_INGEST_TOKEN"),
     Setting("secret_key", None, "A secret key to accept for the default project (for tests and automation).", "IDSTITCH_SECRET_KEY"),
     Setting("max_body_bytes", 20 * 1024 * 1024, "Largest request body accepted, after decompression.", "IDSTITCH_MAX_BODY_BYTES"),

@@ -17,7 +17,7 @@ from idstitch.attributes import AttributeOps
 from idstitch.commands import INGEST, Actor, Alias, Command, Event, Identify, Merge, Split, Track
 from idstitch.engine import Batch, CommandResult
 from idstitch.settings import DEFAULT_PROJECT_SETTINGS, ProjectSettings
-from idstitch.store.sqlite import SQLitePersons, open_database
+from idstitch.store.sqlite import SQLitePersons, max_seq, open_database
 
 PROJECT_ID = 1
 ADMIN = Actor("admin", 7)
@@ -123,7 +123,7 @@ class Engine:
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            seq = itertools.count(SQLitePersons.max_seq(conn) + 1)
+            seq = itertools.count(max_seq(conn) + 1)
             store = SQLitePersons(conn, PROJECT_ID, self.now, lambda: next(seq))
             batch = Batch(store, PROJECT_ID, self.settings, self.now)
             batch.prefetch(commands)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from idstitch.server.state import ServerConfig
+from idstitch.store.sqlite import DATABASE_FILE
 from tests.conftest import INGEST_TOKEN
 
 NATIVE = {"Authorization": f"Bearer {INGEST_TOKEN}"}
@@ -51,4 +52,4 @@ def mentions_in_text(text: str, needles: list[str]) -> list[str]:
 
 @pytest.fixture
 def database(config: ServerConfig) -> Path:
-    return config.database
+    return config.data_dir / DATABASE_FILE

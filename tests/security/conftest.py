@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, settings
 
 from idstitch.server.app import create_app
 from idstitch.server.state import ServerConfig
+from idstitch.store.sqlite import DATABASE_FILE
 from tests.conftest import INGEST_TOKEN, SECRET_KEY
 
 FUZZ_EXAMPLES = int(os.environ.get("IDSTITCH_FUZZ_EXAMPLES", "40"))
@@ -39,7 +40,7 @@ def fuzz_config(data_dir: Path) -> ServerConfig:
 def fuzz_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     config = fuzz_config(tmp_path_factory.mktemp("fuzz") / "data")
     with TestClient(create_app(config), raise_server_exceptions=False) as client:
-        client.database = config.database  # type: ignore[attr-defined]
+        client.database = config.data_dir / DATABASE_FILE  # type: ignore[attr-defined]
         yield client
 
 

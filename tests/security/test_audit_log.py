@@ -6,6 +6,7 @@ import sqlite3
 
 import pytest
 
+from idstitch.store.sqlite import DATABASE_FILE
 from tests.privacy.conftest import send
 
 
@@ -50,7 +51,7 @@ def test_the_api_has_no_way_to_change_the_audit_log(api, method):
 
 def test_the_database_refuses_to_edit_or_remove_an_audit_entry(api, config):
     api.patch("/api/project/settings", json={"max_user_ids": 2})
-    conn = sqlite3.connect(config.database, isolation_level=None)  # no transaction left open
+    conn = sqlite3.connect(config.data_dir / DATABASE_FILE, isolation_level=None)  # no transaction left open
     try:
         with pytest.raises(sqlite3.IntegrityError, match="append-only"):
             conn.execute("UPDATE audit_log SET action = 'nothing'")

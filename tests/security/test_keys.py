@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
+from idstitch.store.sqlite import DATABASE_FILE
 from tests.conftest import INGEST_TOKEN, SECRET_KEY
 
 
@@ -21,7 +22,7 @@ def test_a_created_key_works_is_listed_without_its_secret_and_stops_working_once
     listed = api.get("/api/keys").json()
     assert [k["label"] for k in listed] == ["from environment", "ci"]
     assert all("secret" not in k for k in listed)
-    conn = sqlite3.connect(config.database)
+    conn = sqlite3.connect(config.data_dir / DATABASE_FILE)
     assert key["secret"] not in str(conn.execute("SELECT * FROM secret_keys").fetchall())
     conn.close()
 

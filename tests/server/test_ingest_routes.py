@@ -11,6 +11,8 @@ import pytest
 
 from tests.conftest import INGEST_TOKEN, SECRET_KEY
 
+pytestmark = pytest.mark.both_stores
+
 
 def event(distinct_id: str, name: str = "$pageview", **fields) -> dict:
     return {"event": name, "distinct_id": distinct_id, "properties": fields.pop("properties", {}), **fields}

@@ -6,6 +6,8 @@ import pytest
 
 from tests.conftest import INGEST_TOKEN
 
+pytestmark = pytest.mark.both_stores
+
 AUTH = {"Authorization": f"Bearer {INGEST_TOKEN}"}
 
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.conftest import INGEST_TOKEN
+
+pytestmark = pytest.mark.both_stores
 
 
 def capture(client, event: dict) -> None:

@@ -12,21 +12,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
-import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
-from idstitch.clock import Now, utc_now
+from idstitch.clock import Now
 from idstitch.commands import Command, ImportPerson
-from idstitch.errors import IdstitchError
-from idstitch.engine import Batch, CommandResult, PersonCache
+from idstitch.engine import Batch, CommandResult, PersonCache, PersonStore
+from idstitch.errors import IdstitchError, StoreUnavailable
 from idstitch.ingest.messages import RejectedEvent
 from idstitch.settings import ProjectSettings
+from idstitch.store.connection import Connection
+from idstitch.store.persons import insert_dead_letter
 from idstitch.store.privacy import SUPPRESSED, drop_suppressed
-from idstitch.store.sqlite import SQLitePersons, insert_dead_letter, open_database
+from idstitch.store.transactions import Claims, WriteSession
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +35,11 @@ T = TypeVar("T")
 
 # Work pieces taken into one transaction at most; bounds the latency of the first one.
 MAX_GROUP = 256
-# The WAL is copied back into the database when the writer has been idle this long, or after
-# this many commits in a row under load.
-IDLE_CHECKPOINT_SECONDS = 0.5
-BUSY_CHECKPOINT_COMMITS = 200
+# Housekeeping (SQLite's checkpoint) runs when the writer has been idle this long.
+IDLE_SECONDS = 0.5
+# How often a group whose transaction failed for a passing reason (a lock lost to another
+# server, a database restart) is run again before its requests get the error.
+MAX_ATTEMPTS = 12
 
 
 @dataclass(slots=True)
@@ -46,75 +48,74 @@ class _Work:
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
     keeps_cache: bool
+    claims: Claims | None
 
 
 @dataclass(slots=True)
 class WriteContext:
-    """What a write function gets: the connection (inside a savepoint) and the event sequence."""
+    """What a write function gets: the connection (inside a savepoint) and the store's persons."""
 
-    conn: sqlite3.Connection
+    session: WriteSession
     now: Now
-    seq: int
     cache: PersonCache
 
-    def take_seq(self) -> int:
-        """The next event sequence number (arrival order, the tie-breaker of attribute times)."""
-        self.seq += 1
-        return self.seq
+    @property
+    def conn(self) -> Connection:
+        return self.session.conn
 
-    def persons(self, project_id: int) -> SQLitePersons:
-        return SQLitePersons(self.conn, project_id, self.now, self.take_seq)
+    def take_seq(self) -> int:
+        return self.session.take_seq()
+
+    def persons(self, project_id: int) -> PersonStore:
+        return self.session.persons(project_id)
 
 
 class Writer:
-    """The one writer of a store. Start it, `await write(fn)` from handlers, `close()` at exit."""
+    """The writer of a store in this process. Start it, `await write(fn)` from handlers,
+    `close()` at exit. `session` is the store's side (store/transactions.py)."""
 
-    def __init__(self, path: Path, now: Now = utc_now) -> None:
-        self.path = path
+    def __init__(self, session: WriteSession, now: Now) -> None:
+        self.session = session
         self.now = now
         self._queue: queue.Queue[_Work | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="idstitch-writer", daemon=True)
-        self._conn = open_database(path)
-        # Checkpoints run here, between groups, instead of inside whichever commit crosses the
-        # WAL size threshold (that made one request in every few pay for copying the WAL back).
-        self._conn.execute("PRAGMA wal_autocheckpoint = 0")
-        self._seq = 0
         self._cache = PersonCache()
-        self._data_version: int | None = None
-        self._commits_since_checkpoint = 0
         self._thread.start()
 
-    async def write(self, fn: Callable[[WriteContext], T], *, keeps_cache: bool = False) -> T:
+    async def write(
+        self, fn: Callable[[WriteContext], T], *, keeps_cache: bool = False, claims: Claims | None = None
+    ) -> T:
         """Run `fn` in the writer's next transaction and return its result once committed.
 
         `keeps_cache`: `fn` changes persons only through a `Batch` on `context.cache`. Any other
         write may change what the cache holds, so the cache is dropped after it.
+        `claims`: what `fn` may change (store/transactions.py); without them, on a store with
+        several writers, `fn` runs alone.
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(_Work(fn, loop, future, keeps_cache))
+        self._queue.put(_Work(fn, loop, future, keeps_cache, claims))
         return await future
 
-    def write_now(self, fn: Callable[[WriteContext], T]) -> T:
+    def write_now(self, fn: Callable[[WriteContext], T], *, claims: Claims | None = None) -> T:
         """Run a write from synchronous code (CLI, start-up) through the same writer."""
         loop = asyncio.new_event_loop()
         try:
-            return loop.run_until_complete(self.write(fn))
+            return loop.run_until_complete(self.write(fn, claims=claims))
         finally:
             loop.close()
 
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join()
-        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        self._conn.close()
+        self.session.close()
 
     def _run(self) -> None:
         while True:
             try:
-                first = self._queue.get(timeout=IDLE_CHECKPOINT_SECONDS)
+                first = self._queue.get(timeout=IDLE_SECONDS)
             except queue.Empty:
-                self._checkpoint()
+                self._between_groups(idle=True)
                 continue
             if first is None:
                 return
@@ -129,56 +130,80 @@ class Writer:
                     stop = True
                     break
                 group.append(item)
-            self._commit(group)
-            if self._commits_since_checkpoint >= BUSY_CHECKPOINT_COMMITS:
-                self._checkpoint()
+            for transaction in self._transactions(group):
+                self._commit(transaction)
+            self._between_groups(idle=False)
             if stop:
                 return
 
-    def _checkpoint(self) -> None:
-        if self._commits_since_checkpoint:
-            self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            self._commits_since_checkpoint = 0
+    def _transactions(self, group: list[_Work]) -> list[list[_Work]]:
+        """One transaction for the whole group, unless the store has several writers: then the
+        writes with claims share one and each write without claims runs alone."""
+        if self.session.serialises_everything:
+            return [group]
+        claimed = [work for work in group if work.claims is not None]
+        alone = [[work] for work in group if work.claims is None]
+        return ([claimed] if claimed else []) + alone
+
+    def _between_groups(self, *, idle: bool) -> None:
+        try:
+            self.session.between_groups(idle=idle)
+        except Exception:  # housekeeping only: the next group tries again
+            log.exception("store housekeeping failed")
 
     def _commit(self, group: list[_Work]) -> None:
-        conn = self._conn
+        attempt = 0
+        while True:
+            attempt += 1
+            outcomes, error = self._attempt(group)
+            if error is None:
+                break
+            wait = self.session.retry_after(error, attempt)
+            if wait is None or attempt >= MAX_ATTEMPTS:
+                log.error("write transaction failed: %s", error)
+                if wait is not None:  # a passing fault that did not pass: the client may retry
+                    error = StoreUnavailable(f"the store did not take the write after {attempt} attempts: {error}")
+                outcomes = [(work, False, error) for work in group]
+                break
+            time.sleep(wait)
+        for work, ok, value in outcomes:
+            work.loop.call_soon_threadsafe(_settle, work.future, ok, value)
+
+    def _attempt(self, group: list[_Work]) -> tuple[list[tuple[_Work, bool, Any]], BaseException | None]:
+        """Run the group in one transaction. Returns each work's outcome, or the error that
+        failed the transaction as a whole (nobody's work is then stored)."""
+        session = self.session
         cache = self._cache
         outcomes: list[tuple[_Work, bool, Any]] = []
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            # Read under the write lock, so another process writing the same file (the CLI) is safe.
-            version = conn.execute("PRAGMA data_version").fetchone()[0]
-            if version != self._data_version:
-                cache.clear()  # another connection committed since our last transaction
-            self._seq = SQLitePersons.max_seq(conn)
+            if not session.begin([work.claims for work in group]):
+                cache.clear()  # another writer committed since our last transaction
             for work in group:
-                context = WriteContext(conn, self.now, self._seq, cache)
-                conn.execute("SAVEPOINT work")
+                context = WriteContext(session, self.now, cache)
+                session.savepoint()
                 try:
                     result = work.fn(context)
                 except Exception as error:  # noqa: BLE001 - handed to the waiting request
-                    conn.execute("ROLLBACK TO work")
-                    conn.execute("RELEASE work")
+                    if session.retry_after(error, 1) is not None:
+                        raise  # a race with another writer, not this request's fault: run the group again
+                    session.rollback_to_savepoint()
                     cache.clear()
                     outcomes.append((work, False, error))
                     continue
-                conn.execute("RELEASE work")
+                session.release_savepoint()
                 if not work.keeps_cache:
                     cache.clear()
-                self._seq = context.seq
                 outcomes.append((work, True, result))
-            conn.execute("COMMIT")
-            self._data_version = conn.execute("PRAGMA data_version").fetchone()[0]
-            self._commits_since_checkpoint += 1
+            session.commit()
             cache.trim()
-        except Exception as error:  # the transaction as a whole failed: nobody's work is stored
-            log.exception("write transaction failed")
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+        except Exception as error:  # noqa: BLE001 - the transaction as a whole failed
+            try:
+                session.rollback()
+            except Exception:  # the connection itself is gone; the session reconnects on begin
+                log.debug("rollback failed", exc_info=True)
             cache.clear()
-            outcomes = [(work, False, error) for work in group]
-        for work, ok, value in outcomes:
-            work.loop.call_soon_threadsafe(_settle, work.future, ok, value)
+            return [], error
+        return outcomes, None
 
 
 def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:

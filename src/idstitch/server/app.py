@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 import idstitch
 from idstitch.clock import Now, utc_now
+from idstitch.errors import StoreUnavailable
 from idstitch.ingest.pipeline import Writer
 from idstitch.server import (
     api_routes,
@@ -24,13 +25,13 @@ from idstitch.server.cors import IngestCORSMiddleware
 from idstitch.server.ratelimit import ApiRateLimitMiddleware, RateLimits
 from idstitch.server.state import AppState, ServerConfig
 from idstitch.store.projects import DefaultProject, ensure_default_project
-from idstitch.store.sqlite import open_database
 
 
 def prepare(config: ServerConfig, now: Now = utc_now) -> DefaultProject:
-    """Create the data directory, the database and the default project if they are missing."""
-    config.data_dir.mkdir(parents=True, exist_ok=True)
-    conn = open_database(config.database)
+    """Create the database (or migrate it) and the default project if they are missing."""
+    store = config.store()
+    store.prepare()
+    conn = store.connect()
     try:
         return ensure_default_project(
             conn, now(), ingest_token=config.ingest_token, secret_key=config.secret_key
@@ -42,13 +43,18 @@ def prepare(config: ServerConfig, now: Now = utc_now) -> DefaultProject:
 def create_app(config: ServerConfig, now: Now = utc_now) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        prepare(config, now)
-        writer = Writer(config.database, now)
-        app.state.idstitch = AppState(config, writer, now)
+        store = config.store()
+        store.claim_for_server()
         try:
-            yield
+            prepare(config, now)
+            writer = Writer(store.write_session(now), now)
+            app.state.idstitch = AppState(config, store, writer, now)
+            try:
+                yield
+            finally:
+                writer.close()
         finally:
-            writer.close()
+            store.release()
 
     app = FastAPI(
         title="idstitch",
@@ -66,6 +72,15 @@ def create_app(config: ServerConfig, now: Now = utc_now) -> FastAPI:
     app.include_router(ui_routes.router)
     app.state.rate_limits = RateLimits.per_second(config.ingest_rate_limit, config.api_rate_limit)
     app.add_middleware(ApiRateLimitMiddleware, limiter=app.state.rate_limits.api)
+
+    @app.exception_handler(StoreUnavailable)
+    async def store_unavailable(request: Request, error: StoreUnavailable) -> JSONResponse:
+        # Nothing of the request was stored: clients (PostHog's included) send it again.
+        return JSONResponse(
+            {"type": "server_error", "code": "store_unavailable", "detail": str(error)},
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
 
     @app.get("/_health", include_in_schema=False)
     async def health() -> JSONResponse:

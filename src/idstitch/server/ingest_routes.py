@@ -20,6 +20,7 @@ from idstitch.ingest.messages import DecodedRequest
 from idstitch.ingest.pipeline import ingest_function
 from idstitch.server.ratelimit import check_ingest
 from idstitch.server.state import AppState
+from idstitch.store.transactions import claims_for
 
 router = APIRouter()
 
@@ -67,7 +68,9 @@ async def ingest(
     if throttled is not None:
         return throttled
     results = await state.writer.write(
-        ingest_function(project.id, project.settings, decoded.commands, decoded.rejected), keeps_cache=True
+        ingest_function(project.id, project.settings, decoded.commands, decoded.rejected),
+        keeps_cache=True,
+        claims=claims_for(project.id, decoded.commands),
     )
     return JSONResponse(answer(decoded, results))
 

@@ -262,7 +262,7 @@ async def delete_person(request: Request, key: Key, body: DeleteRequest) -> Any:
             suppress=body.suppress, keep_anonymised_counts=body.keep_anonymised_counts,
         ),
     )
-    await run_in_threadpool(privacy.checkpoint, _state(request).config.database)
+    await run_in_threadpool(_state(request).store.forget_erased)
     return {"erased": report.to_json(), "suppress": body.suppress, "keep_anonymised_counts": body.keep_anonymised_counts}
 
 

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-import sqlite3
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from idstitch.clock import Now, utc_now
 from idstitch.ingest.pipeline import Writer
+from idstitch.store.backends import PostgresStore, SQLiteStore, open_store
+from idstitch.store.connection import Connection
 from idstitch.store.projects import Project, SecretKey, key_for_secret, project_by_id, project_by_token
-from idstitch.store.sqlite import DATABASE_FILE, open_database
+
+# How long a project's settings are trusted before they are read again: a setting changed
+# through one server (or the CLI) is obeyed by every server within this time.
+PROJECT_TTL_SECONDS = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +24,7 @@ class ServerConfig:
     """Process settings (settings.SERVER_SETTINGS), passed in by the CLI or by tests."""
 
     data_dir: Path
+    database: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
     ingest_token: str | None = None
@@ -28,9 +34,8 @@ class ServerConfig:
     ingest_rate_limit: int = 50_000
     api_rate_limit: int = 100
 
-    @property
-    def database(self) -> Path:
-        return self.data_dir / DATABASE_FILE
+    def store(self) -> SQLiteStore | PostgresStore:
+        return open_store(self.database, self.data_dir)
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> ServerConfig:
@@ -40,24 +45,28 @@ class ServerConfig:
 @dataclass
 class AppState:
     config: ServerConfig
+    store: SQLiteStore | PostgresStore
     writer: Writer
     now: Now = utc_now
     _local: threading.local = field(default_factory=threading.local)
-    _projects: dict[str, Project] = field(default_factory=dict)
+    _projects: dict[str, tuple[float, Project]] = field(default_factory=dict)
 
-    def reader(self) -> sqlite3.Connection:
+    def reader(self) -> Connection:
         """This thread's read-only connection (readers never block the writer in WAL mode)."""
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = self._local.conn = open_database(self.config.database, read_only=True)
+            conn = self._local.conn = self.store.connect(read_only=True)
         return conn
 
     def project_for_token(self, token: str) -> Project | None:
-        project = self._projects.get(token)
+        cached = self._projects.get(token)
+        if cached is not None and time.monotonic() - cached[0] < PROJECT_TTL_SECONDS:
+            return cached[1]
+        project = project_by_token(self.reader(), token)
         if project is None:
-            project = project_by_token(self.reader(), token)
-            if project is not None:
-                self._projects[token] = project
+            self._projects.pop(token, None)
+        else:
+            self._projects[token] = (time.monotonic(), project)
         return project
 
     def project(self, project_id: int) -> Project:

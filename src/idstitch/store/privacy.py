@@ -40,8 +40,8 @@ from idstitch.clock import format_time
 from idstitch.errors import Conflict, InvalidRequest, NotFound
 from idstitch.outcomes import Rejection
 from idstitch.store import reads
+from idstitch.store.persons import encode_json
 from idstitch.store.projects import add_secret_key, hash_key
-from idstitch.store.sqlite import encode_json
 
 _decode = msgspec.json.Decoder().decode
 
@@ -496,20 +496,6 @@ def erase(
         now,
     )
     return report
-
-
-def checkpoint(path: Any) -> bool:
-    """Copy the WAL into the database file and empty it, so erased rows' old page images leave
-    the WAL too (with `secure_delete` the freed pages are zeros). Best effort: a reader on an
-    older snapshot, or a long write, makes it give up after a second; the WAL is reused anyway."""
-    conn = sqlite3.connect(path, timeout=1.0, isolation_level=None)
-    try:
-        busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        return busy == 0
-    except sqlite3.OperationalError:
-        return False
-    finally:
-        conn.close()
 
 
 def _erase_events(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -17,7 +16,8 @@ import msgspec
 
 from idstitch.clock import format_time
 from idstitch.settings import ProjectSettings, project_settings_from_json
-from idstitch.store.sqlite import encode_json
+from idstitch.store.connection import Connection, Row, returning_id
+from idstitch.store.persons import encode_json
 
 INGEST_TOKEN_PREFIX = "phc_"
 SECRET_KEY_PREFIX = "sk_"
@@ -51,21 +51,21 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def _project(row: sqlite3.Row) -> Project:
+def _project(row: Row) -> Project:
     return Project(row["id"], row["name"], row["ingest_token"], project_settings_from_json(msgspec.json.decode(row["settings"])))
 
 
-def project_by_token(conn: sqlite3.Connection, token: str) -> Project | None:
+def project_by_token(conn: Connection, token: str) -> Project | None:
     row = conn.execute("SELECT * FROM projects WHERE ingest_token = ?", (token,)).fetchone()
     return _project(row) if row else None
 
 
-def project_by_id(conn: sqlite3.Connection, project_id: int) -> Project | None:
+def project_by_id(conn: Connection, project_id: int) -> Project | None:
     row = conn.execute("SELECT * FROM projects WHERE id = ?", (project_id,)).fetchone()
     return _project(row) if row else None
 
 
-def key_for_secret(conn: sqlite3.Connection, secret: str) -> SecretKey | None:
+def key_for_secret(conn: Connection, secret: str) -> SecretKey | None:
     row = conn.execute(
         "SELECT id, project_id, label FROM secret_keys WHERE key_hash = ? AND revoked_at IS NULL",
         (hash_key(secret),),
@@ -73,18 +73,18 @@ def key_for_secret(conn: sqlite3.Connection, secret: str) -> SecretKey | None:
     return SecretKey(row[0], row[1], row[2]) if row else None
 
 
-def create_project(conn: sqlite3.Connection, name: str, now: datetime, ingest_token: str | None = None) -> Project:
+def create_project(conn: Connection, name: str, now: datetime, ingest_token: str | None = None) -> Project:
     token = ingest_token or new_ingest_token()
-    cursor = conn.execute(
-        "INSERT INTO projects (name, ingest_token, settings, created_at) VALUES (?, ?, '{}', ?)",
+    project_id = returning_id(
+        conn, "INSERT INTO projects (name, ingest_token, settings, created_at) VALUES (?, ?, '{}', ?)",
         (name, token, format_time(now)),
     )
-    project = project_by_id(conn, cursor.lastrowid or 0)
+    project = project_by_id(conn, project_id)
     assert project is not None
     return project
 
 
-def add_secret_key(conn: sqlite3.Connection, project_id: int, label: str, now: datetime, secret: str | None = None) -> str:
+def add_secret_key(conn: Connection, project_id: int, label: str, now: datetime, secret: str | None = None) -> str:
     """Store a secret key (a new random one unless given) and return it; only its hash is kept."""
     secret = secret or new_secret_key()
     conn.execute(
@@ -95,7 +95,7 @@ def add_secret_key(conn: sqlite3.Connection, project_id: int, label: str, now: d
     return secret
 
 
-def save_settings(conn: sqlite3.Connection, project_id: int, settings: ProjectSettings) -> None:
+def save_settings(conn: Connection, project_id: int, settings: ProjectSettings) -> None:
     conn.execute("UPDATE projects SET settings = ? WHERE id = ?", (encode_json(settings.to_json()), project_id))
 
 
@@ -107,10 +107,10 @@ class DefaultProject:
 
 
 def ensure_default_project(
-    conn: sqlite3.Connection, now: datetime, *, ingest_token: str | None = None, secret_key: str | None = None
+    conn: Connection, now: datetime, *, ingest_token: str | None = None, secret_key: str | None = None
 ) -> DefaultProject:
     """The first project, created on first start; given tokens are adopted so tests can name them."""
-    conn.execute("BEGIN IMMEDIATE")
+    conn.execute(conn.dialect.begin_exclusive)
     try:
         row = conn.execute("SELECT * FROM projects ORDER BY id LIMIT 1").fetchone()
         if row is None:

@@ -1,42 +1,43 @@
 """The embedded store: one SQLite file in WAL mode, one writer connection, read-only readers.
 
 `open_database` applies the migrations; `SQLitePersons` is the engine's `PersonStore` over one
-open transaction of the writer connection.
+open transaction of the writer connection; `SQLiteWriteSession` is how the writer
+(ingest/pipeline.py) starts, commits and checkpoints its transactions on this file.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
-from idstitch.attributes import NO_OPS, Attribute, AttributeOps, OpKind, PersonAttributes, type_of
-from idstitch.clock import Now, format_time, stored_time
-from idstitch.engine import LinkEntry, PersonRow, ReplayedEvent, StoredEvent
-from idstitch.outcomes import WarningRecord
+from idstitch.clock import Now
+from idstitch.store.dialects import SQLITE
+from idstitch.store.persons import EVENT_COLUMNS, SQLPersons
 from idstitch.store.schema import MIGRATIONS
+from idstitch.store.transactions import Claims
 
 DATABASE_FILE = "idstitch.db"
 
-_encode = msgspec.json.Encoder().encode
-_decode = msgspec.json.Decoder().decode
+class SQLiteConnection(sqlite3.Connection):
+    """`sqlite3.Connection` with the store's `dialect` (store/connection.py); nothing else added."""
+
+    dialect = SQLITE
 
 
-def encode_json(value: Any) -> str:
-    return _encode(value).decode()
-
-
-def open_database(path: Path | str, *, read_only: bool = False) -> sqlite3.Connection:
+def open_database(path: Path | str, *, read_only: bool = False) -> SQLiteConnection:
     """Open (and for the writer, create and migrate) the database at `path`."""
+    conn: SQLiteConnection
     if read_only:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False, isolation_level=None)
+        conn = sqlite3.connect(  # type: ignore[assignment]
+            f"file:{path}?mode=ro", uri=True, check_same_thread=False, isolation_level=None, factory=SQLiteConnection
+        )
         conn.execute("PRAGMA query_only = ON")
     else:
-        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        conn = sqlite3.connect(  # type: ignore[assignment]
+            path, check_same_thread=False, isolation_level=None, factory=SQLiteConnection
+        )
         conn.execute("PRAGMA journal_mode = WAL")
         # FULL: a commit is on disk before the request that caused it is answered (§8 of the rules).
         conn.execute("PRAGMA synchronous = FULL")
@@ -81,227 +82,18 @@ def _statements(sql: str) -> Iterator[str]:
         yield buffer.strip()
 
 
-class SQLitePersons:
+def max_seq(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
+
+
+class SQLitePersons(SQLPersons):
     """The engine's `PersonStore` for one project, inside an open write transaction."""
 
-    def __init__(self, conn: sqlite3.Connection, project_id: int, now: Now, take_seq: Callable[[], int]) -> None:
-        self.conn = conn
-        self.project_id = project_id
-        self.now = now
-        self.next_seq = take_seq
+    def write_events(self, rows: list[tuple[Any, ...]]) -> None:
+        self.conn.executemany(f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
-    @staticmethod
-    def max_seq(conn: sqlite3.Connection) -> int:
-        return conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
-
-    # -- persons and ids -------------------------------------------------------------------
-
-    def owners_of(self, distinct_ids: Iterable[str]) -> dict[str, str]:
-        """The person owning each of the ids that has one."""
-        found: dict[str, str] = {}
-        for chunk in _chunks(list(distinct_ids)):
-            found.update(
-                self.conn.execute(
-                    f"SELECT distinct_id, person_id FROM distinct_ids WHERE project_id = ?"
-                    f" AND distinct_id IN ({_marks(chunk)})",
-                    (self.project_id, *chunk),
-                ).fetchall()
-            )
-        return found
-
-    def person_of(self, distinct_id: str) -> str | None:
-        return self.owners_of([distinct_id]).get(distinct_id)
-
-    def load_persons(self, person_ids: Iterable[str]) -> dict[str, tuple[PersonRow, set[str]]]:
-        """Each existing person's row and user ids."""
-        found: dict[str, tuple[PersonRow, set[str]]] = {}
-        for chunk in _chunks(list(person_ids)):
-            marks = _marks(chunk)
-            for person_id, created_at, is_identified in self.conn.execute(
-                f"SELECT id, created_at, is_identified FROM persons WHERE id IN ({marks})", chunk
-            ):
-                found[person_id] = (PersonRow(person_id, stored_time(created_at), bool(is_identified)), set())
-            for person_id, distinct_id in self.conn.execute(
-                f"SELECT person_id, distinct_id FROM distinct_ids WHERE person_id IN ({marks}) AND is_user_id = 1",
-                chunk,
-            ):
-                if person_id in found:
-                    found[person_id][1].add(distinct_id)
-        return found
-
-    def distinct_ids_of(self, person_id: str) -> list[tuple[str, bool]]:
-        rows = self.conn.execute(
-            "SELECT distinct_id, is_user_id FROM distinct_ids WHERE person_id = ? ORDER BY created_at, distinct_id",
-            (person_id,),
-        )
-        return [(r[0], bool(r[1])) for r in rows]
-
-    def save_persons(self, rows: list[PersonRow], *, new: bool) -> None:
-        values = [(format_time(r.created_at), int(r.is_identified), r.person_id) for r in rows]
-        if new:
-            self.conn.executemany(
-                "INSERT INTO persons (created_at, is_identified, id, project_id) VALUES (?, ?, ?, ?)",
-                [(*v, self.project_id) for v in values],
-            )
-        else:
-            self.conn.executemany(
-                "UPDATE persons SET created_at = ?, is_identified = ?, version = version + 1 WHERE id = ?", values
-            )
-
-    def delete_person(self, person_id: str) -> None:
-        self.conn.execute("DELETE FROM person_attributes WHERE person_id = ?", (person_id,))
-        self.conn.execute("DELETE FROM persons WHERE id = ?", (person_id,))
-
-    def map_distinct_ids(self, rows: list[tuple[str, str, bool, datetime]]) -> None:
-        self.conn.executemany(
-            "INSERT INTO distinct_ids (project_id, distinct_id, person_id, is_user_id, created_at)"
-            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (project_id, distinct_id)"
-            " DO UPDATE SET person_id = excluded.person_id, is_user_id = excluded.is_user_id",
-            [(self.project_id, d, p, int(u), format_time(at)) for d, p, u, at in rows],
-        )
-
-    def set_user_id(self, distinct_id: str, is_user_id: bool) -> None:
-        self.conn.execute(
-            "UPDATE distinct_ids SET is_user_id = ? WHERE project_id = ? AND distinct_id = ?",
-            (int(is_user_id), self.project_id, distinct_id),
-        )
-
-    def move_distinct_ids(self, from_person_id: str, to_person_id: str) -> None:
-        self.conn.execute("UPDATE distinct_ids SET person_id = ? WHERE person_id = ?", (to_person_id, from_person_id))
-
-    # -- attributes ------------------------------------------------------------------------
-
-    def load_attributes(self, person_ids: Iterable[str]) -> dict[str, PersonAttributes]:
-        items: dict[str, dict[str, Attribute]] = {}
-        for chunk in _chunks(list(person_ids)):
-            for person_id, key, value, kind, time, seq, event_uuid in self.conn.execute(
-                "SELECT person_id, key, value, kind, time, seq, event_uuid FROM person_attributes"
-                f" WHERE person_id IN ({_marks(chunk)})",
-                chunk,
-            ):
-                items.setdefault(person_id, {})[key] = Attribute(
-                    _decode(value) if value is not None else None, OpKind(kind), stored_time(time), seq, event_uuid
-                )
-        return {person_id: PersonAttributes(found) for person_id, found in items.items()}
-
-    def save_attributes(self, rows: list[tuple[str, str, Attribute]]) -> None:
-        self.conn.executemany(
-            "INSERT OR REPLACE INTO person_attributes (person_id, key, value, type, kind, time, seq, event_uuid)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [_attribute_row(person_id, key, attribute) for person_id, key, attribute in rows],
-        )
-
-    def replace_attributes(self, person_id: str, attributes: PersonAttributes) -> None:
-        self.conn.execute("DELETE FROM person_attributes WHERE person_id = ?", (person_id,))
-        self.save_attributes([(person_id, key, attribute) for key, attribute in attributes.items.items()])
-
-    # -- events ----------------------------------------------------------------------------
-
-    def existing_event_uuids(self, uuids: list[str]) -> set[str]:
-        found: set[str] = set()
-        for chunk in _chunks(uuids):
-            found.update(
-                r[0]
-                for r in self.conn.execute(
-                    f"SELECT uuid FROM events WHERE project_id = ? AND uuid IN ({_marks(chunk)})",
-                    (self.project_id, *chunk),
-                )
-            )
-        return found
-
-    def insert_events(self, events: list[StoredEvent]) -> None:
-        received_at = format_time(self.now())
-        rows = [
-            (
-                stored.seq,
-                self.project_id,
-                e.uuid,
-                e.distinct_id,
-                e.name,
-                format_time(e.timestamp),
-                received_at,
-                e.session_id,
-                int(e.process_person),
-                encode_json(e.properties),
-                encode_json(e.ops.to_json()) if e.ops else None,
-            )
-            for stored in events
-            for e in (stored.event,)
-        ]
-        self.conn.executemany(
-            "INSERT INTO events (seq, project_id, uuid, distinct_id, event, timestamp, received_at,"
-            " session_id, process_person, properties, ops) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
-        )
-        sessions = _session_rows(self.project_id, events, rows)
-        if sessions:
-            self.conn.executemany(_UPSERT_SESSION, sessions)
-
-    def replay_events(self, distinct_ids: list[str]) -> Iterator[ReplayedEvent]:
-        rows = self.conn.execute(
-            "SELECT seq, uuid, distinct_id, event, timestamp, properties, ops, process_person FROM events"
-            f" WHERE project_id = ? AND distinct_id IN ({_marks(distinct_ids)}) ORDER BY seq",
-            (self.project_id, *distinct_ids),
-        )
-        for seq, uuid, distinct_id, name, timestamp, properties, ops, process_person in rows:
-            yield ReplayedEvent(
-                seq, uuid, distinct_id, name, stored_time(timestamp), _decode(properties),
-                AttributeOps.from_json(_decode(ops)) if ops else NO_OPS, bool(process_person),
-            )
-
-    # -- logs ------------------------------------------------------------------------------
-
-    def insert_link(self, entry: LinkEntry) -> None:
-        self.conn.execute(
-            "INSERT INTO links (project_id, kind, actor, target_distinct_id, source_distinct_id,"
-            " target_person_id, source_person_id, event_uuid, decision_row, outcome, reason, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                self.project_id, entry.kind, entry.actor, entry.target_distinct_id, entry.source_distinct_id,
-                entry.target_person_id, entry.source_person_id, entry.event_uuid, entry.decision_row,
-                entry.outcome.value, entry.reason, format_time(self.now()),
-            ),
-        )
-
-    def insert_warnings(self, warnings: list[WarningRecord]) -> None:
-        created_at = format_time(self.now())
-        self.conn.executemany(
-            "INSERT INTO warnings (project_id, type, event_uuid, distinct_ids, details, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            [
-                (self.project_id, w.type.value, w.event_uuid, encode_json(list(w.distinct_ids)),
-                 encode_json(w.details), created_at)
-                for w in warnings
-            ],
-        )
-
-    def insert_dead_letter(self, reason: str, payload: Any) -> None:
-        insert_dead_letter(self.conn, self.project_id, reason, payload, self.now())
-
-    def audit(self, actor: str, action: str, details: dict[str, Any]) -> None:
-        self.conn.execute(
-            "INSERT INTO audit_log (project_id, actor, action, details, created_at) VALUES (?, ?, ?, ?, ?)",
-            (self.project_id, actor, action, encode_json(details), format_time(self.now())),
-        )
-
-
-def _chunks(values: list[str], size: int = 500) -> Iterator[list[str]]:
-    """Slices small enough for SQLite's limit on bound parameters."""
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
-
-
-def _marks(values: list[Any]) -> str:
-    return ",".join("?" * len(values))
-
-
-def insert_dead_letter(
-    conn: sqlite3.Connection, project_id: int | None, reason: str, payload: Any, received_at: datetime
-) -> None:
-    conn.execute(
-        "INSERT INTO dead_letters (project_id, reason, payload, received_at) VALUES (?, ?, ?, ?)",
-        (project_id, reason, payload if isinstance(payload, str) else encode_json(payload), format_time(received_at)),
-    )
+    def upsert_sessions(self, rows: list[tuple[Any, ...]]) -> None:
+        self.conn.executemany(_UPSERT_SESSION, rows)
 
 
 # One row per session, kept at ingest so session lists never aggregate events (query/sessions.py).
@@ -322,44 +114,87 @@ _UPSERT_SESSION = (
     " UNION SELECT value FROM json_each(excluded.distinct_ids))) END"
 )
 
-
-def _session_rows(project_id: int, events: list[StoredEvent], rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """The batch's events summed up per session id: first/last time, count, `$identify` count,
-    entry URL (`$current_url` of the earliest event that has one), distinct ids, last distinct id."""
-    found: dict[str, list[Any]] = {}
-    for stored, row in zip(events, rows):
-        session_id = row[7]
-        if session_id is None:
-            continue
-        timestamp, distinct_id, identify = row[5], row[3], row[4] == "$identify"
-        url = stored.event.properties.get("$current_url")
-        url_at = timestamp if isinstance(url, str) else None
-        s = found.get(session_id)
-        if s is None:
-            found[session_id] = [timestamp, timestamp, 1, int(identify), url_at, url if url_at else None, [distinct_id], distinct_id]
-            continue
-        if timestamp < s[0]:
-            s[0] = timestamp
-        if timestamp >= s[1]:
-            s[1], s[7] = timestamp, distinct_id
-        s[2] += 1
-        s[3] += identify
-        if url_at is not None and (s[4] is None or url_at < s[4]):
-            s[4], s[5] = url_at, url
-        if distinct_id not in s[6]:
-            s[6].append(distinct_id)
-    return [(project_id, session_id, *s[:6], encode_json(s[6]), s[7]) for session_id, s in found.items()]
+# The WAL is copied back into the database when the writer has been idle, or after this many
+# commits in a row under load.
+BUSY_CHECKPOINT_COMMITS = 200
 
 
-def _attribute_row(person_id: str, key: str, attribute: Attribute) -> tuple[Any, ...]:
-    present = attribute.is_present
-    return (
-        person_id,
-        key,
-        encode_json(attribute.value) if present else None,
-        type_of(attribute.value).value if present else "null",
-        attribute.kind.value,
-        format_time(attribute.time),
-        attribute.seq,
-        attribute.event_uuid,
-    )
+class SQLiteWriteSession:
+    """The writer's transactions on one SQLite file (store/transactions.py `WriteSession`).
+
+    SQLite has one writer at a time, so a group needs no locks of its own: `BEGIN IMMEDIATE`
+    takes the file's write lock. The writer's person cache stays true until another connection
+    commits, which `PRAGMA data_version` tells.
+    """
+
+    serialises_everything = True
+
+    def __init__(self, path: Path, now: Now) -> None:
+        self.path = path
+        self.now = now
+        self.conn = open_database(path)
+        # Checkpoints run between groups, instead of inside whichever commit crosses the WAL
+        # size threshold (that made one request in every few pay for copying the WAL back).
+        self.conn.execute("PRAGMA wal_autocheckpoint = 0")
+        self._seq = 0
+        self._data_version: int | None = None
+        self._commits_since_checkpoint = 0
+
+    def begin(self, claims: Sequence[Claims | None]) -> bool:
+        self.conn.execute("BEGIN IMMEDIATE")
+        # Read under the write lock, so another process writing the same file (the CLI) is safe.
+        version = self.conn.execute("PRAGMA data_version").fetchone()[0]
+        self._seq = max_seq(self.conn)
+        return version == self._data_version
+
+    def take_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def persons(self, project_id: int) -> SQLitePersons:
+        return SQLitePersons(self.conn, project_id, self.now, self.take_seq)
+
+    def savepoint(self) -> None:
+        self.conn.execute("SAVEPOINT work")
+
+    def release_savepoint(self) -> None:
+        self.conn.execute("RELEASE work")
+
+    def rollback_to_savepoint(self) -> None:
+        self.conn.execute("ROLLBACK TO work")
+        self.conn.execute("RELEASE work")
+
+    def commit(self) -> None:
+        self.conn.execute("COMMIT")
+        self._data_version = self.conn.execute("PRAGMA data_version").fetchone()[0]
+        self._commits_since_checkpoint += 1
+
+    def rollback(self) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+
+    def retry_after(self, error: BaseException, attempt: int) -> float | None:
+        return None  # one writer: nothing to race, nothing to wait for
+
+    def between_groups(self, *, idle: bool) -> None:
+        if self._commits_since_checkpoint and (idle or self._commits_since_checkpoint >= BUSY_CHECKPOINT_COMMITS):
+            self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self._commits_since_checkpoint = 0
+
+    def close(self) -> None:
+        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self.conn.close()
+
+
+def truncate_wal(path: Path) -> bool:
+    """Copy the WAL into the database file and empty it, so erased rows' old page images leave
+    the WAL too (with `secure_delete` the freed pages are zeros). Best effort: a reader on an
+    older snapshot, or a long write, makes it give up after a second; the WAL is reused anyway."""
+    conn = sqlite3.connect(path, timeout=1.0, isolation_level=None)
+    try:
+        busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        return busy == 0
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        conn.close()

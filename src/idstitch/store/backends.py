@@ -1,0 +1,138 @@
+"""Which store a server, the CLI or a test uses: `open_store(database, data_dir)`.
+
+A `Store` hands out connections (`connect`) and the writer's side of transactions
+(`write_session`); nothing above it asks which database it is.
+
+    SQLiteStore     one file in the data directory, one server process at a time
+    PostgresStore   one database shared by any number of server processes
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Protocol
+
+from idstitch.clock import Now
+from idstitch.errors import InvalidSetting, StoreInUse
+from idstitch.store import postgres, sqlite
+from idstitch.store.connection import Connection
+from idstitch.store.transactions import WriteSession
+
+
+class Store(Protocol):
+    # What to print at start: the file, or the database URL without its password.
+    description: str
+
+    def prepare(self) -> None:
+        """Create the database or migrate it to this version's schema."""
+        ...
+
+    def connect(self, *, read_only: bool = False) -> Connection: ...
+
+    def write_session(self, now: Now) -> WriteSession: ...
+
+    def claim_for_server(self) -> None:
+        """Refuse to serve when another server process would write without coordination."""
+        ...
+
+    def forget_erased(self) -> None:
+        """After an erasure: make the store drop its own copies of erased rows (SQLite's WAL)."""
+        ...
+
+    def release(self) -> None: ...
+
+
+@dataclass
+class SQLiteStore:
+    path: Path
+    _lock: IO[str] | None = field(default=None, repr=False)
+
+    @property
+    def description(self) -> str:
+        return str(self.path)
+
+    def prepare(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        sqlite.open_database(self.path).close()
+
+    def connect(self, *, read_only: bool = False) -> Connection:
+        return sqlite.open_database(self.path, read_only=read_only)
+
+    def write_session(self, now: Now) -> sqlite.SQLiteWriteSession:
+        return sqlite.SQLiteWriteSession(self.path, now)
+
+    def claim_for_server(self) -> None:
+        """An exclusive lock on `<file>.server` while this process serves the file.
+
+        A second server on the same file would keep its own caches of settings and persons and
+        diverge from the first; the CLI's short writes are safe (the writer re-checks
+        `PRAGMA data_version`), so only servers take this lock. The kernel drops the lock when
+        the process dies, so a killed server never leaves a stale one behind.
+        """
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path.with_name(self.path.name + ".server"), "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise StoreInUse(
+                f"Another idstitch server (pid {holder}) is serving {self.path}; two servers on one SQLite file"
+                " would diverge. Stop it, or use PostgreSQL (--database postgresql://...) to run several servers."
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._lock = handle
+
+    def forget_erased(self) -> None:
+        sqlite.truncate_wal(self.path)
+
+    def release(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+
+@dataclass
+class PostgresStore:
+    dsn: str
+
+    @property
+    def description(self) -> str:
+        return postgres.redacted_url(self.dsn)
+
+    def prepare(self) -> None:
+        postgres.open_database(self.dsn).close()
+
+    def connect(self, *, read_only: bool = False) -> Connection:
+        return postgres.connect(self.dsn)
+
+    def write_session(self, now: Now) -> postgres.PostgresWriteSession:
+        return postgres.PostgresWriteSession(self.dsn, now)
+
+    def claim_for_server(self) -> None:
+        pass  # any number of servers: the database serialises what must be serial
+
+    def forget_erased(self) -> None:
+        pass  # autovacuum reclaims the dead rows; the WAL segments are recycled
+
+    def release(self) -> None:
+        pass
+
+
+def open_store(database: str | None, data_dir: Path) -> SQLiteStore | PostgresStore:
+    """The store named by `--database` (a PostgreSQL URL), else the SQLite file in `data_dir`."""
+    if not database:
+        return SQLiteStore(data_dir / sqlite.DATABASE_FILE)
+    if postgres.is_postgres_url(database):
+        return PostgresStore(database)
+    raise InvalidSetting(
+        f"database {database!r} is not a PostgreSQL URL (postgresql://user@host/db);"
+        " leave it unset for the SQLite file in the data directory"
+    )

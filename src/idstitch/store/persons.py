@@ -1,0 +1,300 @@
+"""The engine's `PersonStore` in SQL both backends speak; each backend subclasses it where its
+SQL differs (bulk event writes, the sessions upsert, uuid de-duplication).
+
+Every method runs inside the writer's open transaction; none commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from idstitch.attributes import NO_OPS, Attribute, AttributeOps, OpKind, PersonAttributes, type_of
+from idstitch.clock import Now, format_time, stored_time
+from idstitch.engine import LinkEntry, PersonRow, ReplayedEvent, StoredEvent
+from idstitch.outcomes import WarningRecord
+from idstitch.store.connection import Connection
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
+
+
+def encode_json(value: Any) -> str:
+    return _encode(value).decode()
+
+
+class SQLPersons:
+    """The engine's `PersonStore` for one project, inside an open write transaction."""
+
+    def __init__(self, conn: Connection, project_id: int, now: Now, take_seq: Callable[[], int]) -> None:
+        self.conn = conn
+        self.project_id = project_id
+        self.now = now
+        self.next_seq = take_seq
+
+    # -- persons and ids -------------------------------------------------------------------
+
+    def owners_of(self, distinct_ids: Iterable[str]) -> dict[str, str]:
+        """The person owning each of the ids that has one."""
+        found: dict[str, str] = {}
+        for chunk in _chunks(list(distinct_ids)):
+            found.update(
+                self.conn.execute(
+                    f"SELECT distinct_id, person_id FROM distinct_ids WHERE project_id = ?"
+                    f" AND distinct_id IN ({_marks(chunk)})",
+                    (self.project_id, *chunk),
+                ).fetchall()
+            )
+        return found
+
+    def person_of(self, distinct_id: str) -> str | None:
+        return self.owners_of([distinct_id]).get(distinct_id)
+
+    def load_persons(self, person_ids: Iterable[str]) -> dict[str, tuple[PersonRow, set[str]]]:
+        """Each existing person's row and user ids."""
+        found: dict[str, tuple[PersonRow, set[str]]] = {}
+        for chunk in _chunks(list(person_ids)):
+            marks = _marks(chunk)
+            for person_id, created_at, is_identified in self.conn.execute(
+                f"SELECT id, created_at, is_identified FROM persons WHERE id IN ({marks})", chunk
+            ):
+                found[person_id] = (PersonRow(person_id, stored_time(created_at), bool(is_identified)), set())
+            for person_id, distinct_id in self.conn.execute(
+                f"SELECT person_id, distinct_id FROM distinct_ids WHERE person_id IN ({marks}) AND is_user_id = 1",
+                chunk,
+            ):
+                if person_id in found:
+                    found[person_id][1].add(distinct_id)
+        return found
+
+    def distinct_ids_of(self, person_id: str) -> list[tuple[str, bool]]:
+        rows = self.conn.execute(
+            "SELECT distinct_id, is_user_id FROM distinct_ids WHERE person_id = ? ORDER BY created_at, distinct_id",
+            (person_id,),
+        )
+        return [(r[0], bool(r[1])) for r in rows]
+
+    def save_persons(self, rows: list[PersonRow], *, new: bool) -> None:
+        values = [(format_time(r.created_at), int(r.is_identified), r.person_id) for r in rows]
+        if new:
+            self.conn.executemany(
+                "INSERT INTO persons (created_at, is_identified, id, project_id) VALUES (?, ?, ?, ?)",
+                [(*v, self.project_id) for v in values],
+            )
+        else:
+            self.conn.executemany(
+                "UPDATE persons SET created_at = ?, is_identified = ?, version = version + 1 WHERE id = ?", values
+            )
+
+    def delete_person(self, person_id: str) -> None:
+        self.conn.execute("DELETE FROM person_attributes WHERE person_id = ?", (person_id,))
+        self.conn.execute("DELETE FROM persons WHERE id = ?", (person_id,))
+
+    def map_distinct_ids(self, rows: list[tuple[str, str, bool, datetime]]) -> None:
+        self.conn.executemany(
+            "INSERT INTO distinct_ids (project_id, distinct_id, person_id, is_user_id, created_at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (project_id, distinct_id)"
+            " DO UPDATE SET person_id = excluded.person_id, is_user_id = excluded.is_user_id",
+            [(self.project_id, d, p, int(u), format_time(at)) for d, p, u, at in rows],
+        )
+
+    def set_user_id(self, distinct_id: str, is_user_id: bool) -> None:
+        self.conn.execute(
+            "UPDATE distinct_ids SET is_user_id = ? WHERE project_id = ? AND distinct_id = ?",
+            (int(is_user_id), self.project_id, distinct_id),
+        )
+
+    def move_distinct_ids(self, from_person_id: str, to_person_id: str) -> None:
+        self.conn.execute("UPDATE distinct_ids SET person_id = ? WHERE person_id = ?", (to_person_id, from_person_id))
+
+    # -- attributes ------------------------------------------------------------------------
+
+    def load_attributes(self, person_ids: Iterable[str]) -> dict[str, PersonAttributes]:
+        items: dict[str, dict[str, Attribute]] = {}
+        for chunk in _chunks(list(person_ids)):
+            for person_id, key, value, kind, time, seq, event_uuid in self.conn.execute(
+                "SELECT person_id, key, value, kind, time, seq, event_uuid FROM person_attributes"
+                f" WHERE person_id IN ({_marks(chunk)})",
+                chunk,
+            ):
+                items.setdefault(person_id, {})[key] = Attribute(
+                    _decode(value) if value is not None else None, OpKind(kind), stored_time(time), seq, event_uuid
+                )
+        return {person_id: PersonAttributes(found) for person_id, found in items.items()}
+
+    def save_attributes(self, rows: list[tuple[str, str, Attribute]]) -> None:
+        self.conn.executemany(
+            "INSERT INTO person_attributes (person_id, key, value, type, kind, time, seq, event_uuid)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (person_id, key) DO UPDATE SET value = excluded.value,"
+            " type = excluded.type, kind = excluded.kind, time = excluded.time, seq = excluded.seq,"
+            " event_uuid = excluded.event_uuid",
+            [_attribute_row(person_id, key, attribute) for person_id, key, attribute in rows],
+        )
+
+    def replace_attributes(self, person_id: str, attributes: PersonAttributes) -> None:
+        self.conn.execute("DELETE FROM person_attributes WHERE person_id = ?", (person_id,))
+        self.save_attributes([(person_id, key, attribute) for key, attribute in attributes.items.items()])
+
+    # -- events ----------------------------------------------------------------------------
+
+    def existing_event_uuids(self, uuids: list[str]) -> set[str]:
+        found: set[str] = set()
+        for chunk in _chunks(uuids):
+            found.update(
+                r[0]
+                for r in self.conn.execute(
+                    f"SELECT uuid FROM events WHERE project_id = ? AND uuid IN ({_marks(chunk)})",
+                    (self.project_id, *chunk),
+                )
+            )
+        return found
+
+    def insert_events(self, events: list[StoredEvent]) -> None:
+        rows = self.event_rows(events)
+        self.write_events(rows)
+        sessions = session_rows(self.project_id, events, rows)
+        if sessions:
+            self.upsert_sessions(sessions)
+
+    def event_rows(self, events: list[StoredEvent]) -> list[tuple[Any, ...]]:
+        """The events table's rows, in its column order (`EVENT_COLUMNS`)."""
+        received_at = format_time(self.now())
+        return [
+            (
+                stored.seq,
+                self.project_id,
+                e.uuid,
+                e.distinct_id,
+                e.name,
+                format_time(e.timestamp),
+                received_at,
+                e.session_id,
+                int(e.process_person),
+                encode_json(e.properties),
+                encode_json(e.ops.to_json()) if e.ops else None,
+            )
+            for stored in events
+            for e in (stored.event,)
+        ]
+
+    def write_events(self, rows: list[tuple[Any, ...]]) -> None:
+        raise NotImplementedError  # each backend has its bulk path
+
+    def upsert_sessions(self, rows: list[tuple[Any, ...]]) -> None:
+        raise NotImplementedError  # the merge of distinct-id lists is per dialect
+
+    def replay_events(self, distinct_ids: list[str]) -> Iterator[ReplayedEvent]:
+        rows = self.conn.execute(
+            "SELECT seq, uuid, distinct_id, event, timestamp, properties, ops, process_person FROM events"
+            f" WHERE project_id = ? AND distinct_id IN ({_marks(distinct_ids)}) ORDER BY seq",
+            (self.project_id, *distinct_ids),
+        )
+        for seq, uuid, distinct_id, name, timestamp, properties, ops, process_person in rows:
+            yield ReplayedEvent(
+                seq, uuid, distinct_id, name, stored_time(timestamp), _decode(properties),
+                AttributeOps.from_json(_decode(ops)) if ops else NO_OPS, bool(process_person),
+            )
+
+    # -- logs ------------------------------------------------------------------------------
+
+    def insert_link(self, entry: LinkEntry) -> None:
+        self.conn.execute(
+            "INSERT INTO links (project_id, kind, actor, target_distinct_id, source_distinct_id,"
+            " target_person_id, source_person_id, event_uuid, decision_row, outcome, reason, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                self.project_id, entry.kind, entry.actor, entry.target_distinct_id, entry.source_distinct_id,
+                entry.target_person_id, entry.source_person_id, entry.event_uuid, entry.decision_row,
+                entry.outcome.value, entry.reason, format_time(self.now()),
+            ),
+        )
+
+    def insert_warnings(self, warnings: list[WarningRecord]) -> None:
+        created_at = format_time(self.now())
+        self.conn.executemany(
+            "INSERT INTO warnings (project_id, type, event_uuid, distinct_ids, details, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (self.project_id, w.type.value, w.event_uuid, encode_json(list(w.distinct_ids)),
+                 encode_json(w.details), created_at)
+                for w in warnings
+            ],
+        )
+
+    def insert_dead_letter(self, reason: str, payload: Any) -> None:
+        insert_dead_letter(self.conn, self.project_id, reason, payload, self.now())
+
+    def audit(self, actor: str, action: str, details: dict[str, Any]) -> None:
+        self.conn.execute(
+            "INSERT INTO audit_log (project_id, actor, action, details, created_at) VALUES (?, ?, ?, ?, ?)",
+            (self.project_id, actor, action, encode_json(details), format_time(self.now())),
+        )
+
+
+EVENT_COLUMNS = (
+    "seq, project_id, uuid, distinct_id, event, timestamp, received_at, session_id, process_person, properties, ops"
+)
+
+
+def _chunks(values: list[str], size: int = 500) -> Iterator[list[str]]:
+    """Slices small enough for SQLite's limit on bound parameters."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _marks(values: list[Any]) -> str:
+    return ",".join("?" * len(values))
+
+
+def insert_dead_letter(
+    conn: Connection, project_id: int | None, reason: str, payload: Any, received_at: datetime
+) -> None:
+    conn.execute(
+        "INSERT INTO dead_letters (project_id, reason, payload, received_at) VALUES (?, ?, ?, ?)",
+        (project_id, reason, payload if isinstance(payload, str) else encode_json(payload), format_time(received_at)),
+    )
+
+
+def session_rows(project_id: int, events: list[StoredEvent], rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The batch's events summed up per session id: first/last time, count, `$identify` count,
+    entry URL (`$current_url` of the earliest event that has one), distinct ids, last distinct id."""
+    found: dict[str, list[Any]] = {}
+    for stored, row in zip(events, rows):
+        session_id = row[7]
+        if session_id is None:
+            continue
+        timestamp, distinct_id, identify = row[5], row[3], row[4] == "$identify"
+        url = stored.event.properties.get("$current_url")
+        url_at = timestamp if isinstance(url, str) else None
+        s = found.get(session_id)
+        if s is None:
+            found[session_id] = [timestamp, timestamp, 1, int(identify), url_at, url if url_at else None, [distinct_id], distinct_id]
+            continue
+        if timestamp < s[0]:
+            s[0] = timestamp
+        if timestamp >= s[1]:
+            s[1], s[7] = timestamp, distinct_id
+        s[2] += 1
+        s[3] += identify
+        if url_at is not None and (s[4] is None or url_at < s[4]):
+            s[4], s[5] = url_at, url
+        if distinct_id not in s[6]:
+            s[6].append(distinct_id)
+    return [(project_id, session_id, *s[:6], encode_json(s[6]), s[7]) for session_id, s in found.items()]
+
+
+def _attribute_row(person_id: str, key: str, attribute: Attribute) -> tuple[Any, ...]:
+    present = attribute.is_present
+    return (
+        person_id,
+        key,
+        encode_json(attribute.value) if present else None,
+        type_of(attribute.value).value if present else "null",
+        attribute.kind.value,
+        format_time(attribute.time),
+        attribute.seq,
+        attribute.event_uuid,
+    )
