@@ -90,6 +90,8 @@ class PostgresServer:
                     f"\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{self.base}'\n"
                     # Durability is under test: keep real fsyncs and synchronous commits.
                     "fsync = on\nsynchronous_commit = on\nmax_connections = 200\nshared_buffers = 128MB\n"
+                    # Commit order of rows, for tests that replay what several servers committed.
+                    "track_commit_timestamp = on\n"
                 )
             # The free port can be taken between probing and binding it; then try another.
             for attempt in range(3):

@@ -47,6 +47,8 @@ class ServerProcess:
 
     data_dir: Path
     log_dir: Path
+    # A PostgreSQL URL to serve instead of the SQLite file in data_dir.
+    database_url: str | None = None
     ingest_token: str = INGEST_TOKEN
     secret_key: str = SECRET_KEY
     # Rate limits off: these tests send and read faster than a client should; ratelimit.py has its own tests.
@@ -73,7 +75,7 @@ class ServerProcess:
         assert self.process is None or self.process.poll() is not None, f"server pid {self.pid} is still running"
         self.port = free_port()
         self.starts += 1
-        log = self.log_dir / f"server-{self.starts}.log"
+        log = self.log_dir / f"server-{self.port}-{self.starts}.log"
         env = {
             **os.environ,
             **self.env,
@@ -83,7 +85,8 @@ class ServerProcess:
         with log.open("wb") as out:
             self.process = subprocess.Popen(
                 [*idstitch_command(), "serve", "--host", "127.0.0.1", "--port", str(self.port),
-                 "--data-dir", str(self.data_dir)],
+                 "--data-dir", str(self.data_dir),
+                 *(["--database", self.database_url] if self.database_url else [])],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

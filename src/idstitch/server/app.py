@@ -24,6 +24,7 @@ from idstitch.server import (
 from idstitch.server.cors import IngestCORSMiddleware
 from idstitch.server.ratelimit import ApiRateLimitMiddleware, RateLimits
 from idstitch.server.state import AppState, ServerConfig
+from idstitch.store.backends import PostgresStore, SQLiteStore
 from idstitch.store.projects import DefaultProject, ensure_default_project
 
 
@@ -40,10 +41,13 @@ def prepare(config: ServerConfig, now: Now = utc_now) -> DefaultProject:
         conn.close()
 
 
-def create_app(config: ServerConfig, now: Now = utc_now) -> FastAPI:
+def create_app(config: ServerConfig, now: Now = utc_now, store: SQLiteStore | PostgresStore | None = None) -> FastAPI:
+    """The app on `config`'s store (or on `store`, when the caller has claimed it already)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = config.store()
+        nonlocal store
+        store = store or config.store()
         store.claim_for_server()
         try:
             prepare(config, now)

@@ -55,6 +55,8 @@ class SQLiteStore:
         return str(self.path)
 
     def prepare(self) -> None:
+        if self._lock is not None:
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         sqlite.open_database(self.path).close()
 
@@ -72,6 +74,8 @@ class SQLiteStore:
         `PRAGMA data_version`), so only servers take this lock. The kernel drops the lock when
         the process dies, so a killed server never leaves a stale one behind.
         """
+        if self._lock is not None:
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(self.path.with_name(self.path.name + ".server"), "a+")
         try:
