@@ -83,6 +83,7 @@ def workload(seed: int) -> list[Request]:
             for _ in range(rng.randint(3, 8)):
                 events.append(event("$pageview", device, rng.randint(0, 60), properties={
                     "$current_url": f"https://example.com/{rng.choice(['a', 'b', 'c'])}",
+                    "$session_id": f"{device}-session-{rng.randint(0, 1)}",
                     "$set": {"colour": rng.choice(["red", "green", "blue"])},
                     "$set_once": {"first_seen_on": device},
                 }))
@@ -127,6 +128,14 @@ class Sender:
         self.errors: list[str] = []
 
     def run(self) -> None:
+        try:
+            self._run()
+        except Exception as error:  # a sender that dies must fail the test, not hang it
+            with self.lock:
+                self.errors.append(repr(error))
+            raise
+
+    def _run(self) -> None:
         with httpx.Client(timeout=30.0) as http:
             while True:
                 with self.lock:
@@ -241,7 +250,13 @@ def state_of(conn: Any) -> dict[str, Any]:
             for kind, ids, event_uuid in conn.execute("SELECT type, distinct_ids, event_uuid FROM warnings").fetchall()
         ),
         "events": rows("SELECT uuid, distinct_id, event, timestamp FROM events"),
-        "sessions": rows("SELECT session_id, event_count FROM sessions"),
+        "sessions": [
+            (*row[:-1], sorted(json.loads(row[-1])))
+            for row in rows(
+                "SELECT session_id, first_at, last_at, event_count, identifies, entry_at, entry_url,"
+                " last_distinct_id, distinct_ids FROM sessions"
+            )
+        ],
     }
 
 

@@ -235,6 +235,10 @@ def ensure_event_partitions(conn: PostgresConnection, now: datetime, *, months: 
         )
 
 
+# Session ids and distinct ids share the key space; a NUL cannot start a distinct id.
+SESSION_LOCK_PREFIX = "\x00session\x00"
+
+
 def lock_key(project_id: int, name: str) -> int:
     """A signed 64-bit advisory lock key for an id (or an event uuid) of one project."""
     digest = hashlib.blake2b(f"{project_id}\x00{name}".encode(), digest_size=8).digest()
@@ -350,6 +354,9 @@ class PostgresWriteSession:
                 for project, (ids, identity) in by_project.items()
                 for d in identity | (ids - owners[project].keys())
             }
+            # A session's summary row is updated by every write with its events: locked here,
+            # in the order, so that two servers never wait on each other's session rows later.
+            | {lock_key(claim.project_id, SESSION_LOCK_PREFIX + s) for claim in claims for s in claim.session_ids}
         )
         if keys:
             # unnest keeps the array's (sorted) order, so the locks are taken in that order.

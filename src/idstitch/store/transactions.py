@@ -31,6 +31,8 @@ class Claims:
     identity_ids: frozenset[str]
     # The uuids of the events it may store (sequence numbers are drawn for as many).
     event_uuids: frozenset[str]
+    # The sessions its events belong to (each session's summary row is updated).
+    session_ids: frozenset[str] = frozenset()
 
     @property
     def events(self) -> int:
@@ -38,17 +40,20 @@ class Claims:
 
 
 def claims_for(project_id: int, commands: Iterable[Command]) -> Claims:
-    """The claims of an ingest write: the ids of its commands; identity ids from identify,
-    alias, merge and import commands (a plain event's id may still be created, which the store
-    finds out when it reads the mapping)."""
+    """The claims of an ingest write: the ids, event uuids and sessions of its commands;
+    identity ids from identify, alias, merge and import commands (a plain event's id may still
+    be created, which the store finds out when it reads the mapping)."""
     distinct_ids: set[str] = set()
     identity_ids: set[str] = set()
     uuids: set[str] = set()
+    sessions: set[str] = set()
     for command in commands:
         event = getattr(command, "event", None)
         if event is not None:
             distinct_ids.add(event.distinct_id)
             uuids.add(event.uuid)
+            if event.session_id is not None:
+                sessions.add(event.session_id)
         if isinstance(command, Identify):
             named = {command.user_id, command.anonymous_id} - {None}
             identity_ids.update(named)  # type: ignore[arg-type]
@@ -57,7 +62,7 @@ def claims_for(project_id: int, commands: Iterable[Command]) -> Claims:
         elif isinstance(command, ImportPerson):
             identity_ids.update(command.distinct_ids)
     distinct_ids |= identity_ids
-    return Claims(project_id, frozenset(distinct_ids), frozenset(identity_ids), frozenset(uuids))
+    return Claims(project_id, frozenset(distinct_ids), frozenset(identity_ids), frozenset(uuids), frozenset(sessions))
 
 
 class WriteSession(Protocol):
