@@ -85,3 +85,15 @@ def test_a_second_server_on_one_sqlite_file_refuses_to_start_and_names_the_first
         first.stop()
     second.start()  # once the first has stopped, the file is free
     second.stop()
+
+
+def test_an_api_rate_limit_counts_the_requests_of_every_server(postgres_dsn: str, tmp_path: Path):
+    limited = [
+        ServerConfig(data_dir=tmp_path / name, database=postgres_dsn, ingest_token=INGEST_TOKEN,
+                     secret_key=SECRET_KEY, api_rate_limit=1)  # a burst of 10 requests, then 1 a second
+        for name in ("one", "two")
+    ]
+    with TestClient(create_app(limited[0])) as one, TestClient(create_app(limited[1])) as two:
+        statuses = [server.get("/api/warnings", headers=ADMIN).status_code for _ in range(8) for server in (one, two)]
+    assert statuses.count(200) in (10, 11), statuses  # 11: a token refilled while the 16 requests ran
+    assert statuses[-1] == 429

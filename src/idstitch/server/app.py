@@ -41,13 +41,12 @@ def prepare(config: ServerConfig, now: Now = utc_now) -> DefaultProject:
         conn.close()
 
 
-def create_app(config: ServerConfig, now: Now = utc_now, store: SQLiteStore | PostgresStore | None = None) -> FastAPI:
-    """The app on `config`'s store (or on `store`, when the caller has claimed it already)."""
+def create_app(config: ServerConfig, now: Now = utc_now, given: SQLiteStore | PostgresStore | None = None) -> FastAPI:
+    """The app on `config`'s store (or on the store `given`, when the caller claimed it already)."""
+    store = given or config.store()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        nonlocal store
-        store = store or config.store()
         store.claim_for_server()
         try:
             prepare(config, now)
@@ -74,7 +73,9 @@ def create_app(config: ServerConfig, now: Now = utc_now, store: SQLiteStore | Po
     app.include_router(privacy_routes.router)
     app.include_router(query_routes.router)
     app.include_router(ui_routes.router)
-    app.state.rate_limits = RateLimits.per_second(config.ingest_rate_limit, config.api_rate_limit)
+    app.state.rate_limits = RateLimits.per_second(
+        config.ingest_rate_limit, config.api_rate_limit, shared=store.shared_rate_buckets()
+    )
     app.add_middleware(ApiRateLimitMiddleware, limiter=app.state.rate_limits.api)
 
     @app.exception_handler(StoreUnavailable)

@@ -64,7 +64,7 @@ async def ingest(
     project = state.project_for_token(decoded.token)
     if project is None:
         return _error(401, "authentication_error", "Project token is not valid")
-    throttled = check_ingest(request, decoded.token, count)
+    throttled = await check_ingest(request, decoded.token, count)
     if throttled is not None:
         return throttled
     results = await state.writer.write(

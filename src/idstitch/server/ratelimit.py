@@ -4,7 +4,9 @@ in requests); past the limit the answer is 429 with `Retry-After`.
 A bucket holds up to `burst` tokens and refills at `rate` per second; a request takes its cost
 or is refused with the seconds until it would fit. A request costing more than the whole
 bucket (a batch bigger than the burst) is let through when the bucket is full, so every
-request can pass eventually. The limits are per process (each server process counts alone).
+request can pass eventually. With several servers on one store the buckets are the store's
+(store/rate_buckets.py), so a limit counts what all of them let through; one server keeps
+them in memory.
 
 The API limit is ASGI middleware on `/api/*` keyed by the `Authorization` header (hashed), or
 by the client address when there is none; the ingest limit is checked by the ingest route once
@@ -21,7 +23,9 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -50,8 +54,15 @@ class TokenBucket:
         return (cost - self.tokens) / self.rate
 
 
+class SharedBuckets(Protocol):
+    """Buckets kept outside the process (store/rate_buckets.py); `take` does I/O."""
+
+    def take(self, key: str, cost: float, rate: float, capacity: float) -> float: ...
+
+
 class RateLimiter:
-    """Token buckets by key; `rate` <= 0 means no limit."""
+    """Token buckets by key; `rate` <= 0 means no limit. With `shared`, the buckets are those
+    every server shares, under `name` (so that two limiters never share a bucket)."""
 
     def __init__(
         self,
@@ -60,11 +71,15 @@ class RateLimiter:
         burst: float | None = None,
         max_buckets: int = MAX_BUCKETS,
         clock: Callable[[], float] = time.monotonic,
+        shared: SharedBuckets | None = None,
+        name: str = "",
     ) -> None:
         self.rate = rate
         self.burst = burst if burst is not None else max(1.0, rate * BURST_SECONDS)
         self.max_buckets = max_buckets
         self.clock = clock
+        self.shared = shared
+        self.name = name
         self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -72,10 +87,18 @@ class RateLimiter:
     def enabled(self) -> bool:
         return self.rate > 0
 
+    async def acheck(self, key: str, cost: float = 1.0) -> float:
+        """`check` from the event loop: shared buckets are asked from a worker thread."""
+        if self.shared is None or not self.enabled:
+            return self.check(key, cost)
+        return await run_in_threadpool(self.check, key, cost)
+
     def check(self, key: str, cost: float = 1.0) -> float:
         """0.0 when allowed (the cost is taken), else the seconds until it would be."""
         if not self.enabled:
             return 0.0
+        if self.shared is not None:
+            return self.shared.take(f"{self.name}:{key}", cost, self.rate, self.burst)
         now = self.clock()
         with self._lock:
             bucket = self._buckets.get(key)
@@ -94,8 +117,11 @@ class RateLimits:
     api: RateLimiter
 
     @classmethod
-    def per_second(cls, ingest_events: float, api_requests: float) -> RateLimits:
-        return cls(RateLimiter(ingest_events), RateLimiter(api_requests))
+    def per_second(cls, ingest_events: float, api_requests: float, shared: SharedBuckets | None = None) -> RateLimits:
+        return cls(
+            RateLimiter(ingest_events, shared=shared, name="ingest"),
+            RateLimiter(api_requests, shared=shared, name="api"),
+        )
 
 
 def too_many_requests(wait: float, what: str) -> JSONResponse:
@@ -107,12 +133,12 @@ def too_many_requests(wait: float, what: str) -> JSONResponse:
     )
 
 
-def check_ingest(request: Request, token: str, events: int) -> Response | None:
+async def check_ingest(request: Request, token: str, events: int) -> Response | None:
     """None when the ingest token may send `events` more events now, else the 429 to answer."""
     limits: RateLimits | None = getattr(request.app.state, "rate_limits", None)
     if limits is None:
         return None
-    wait = limits.ingest.check(token, max(1, events))
+    wait = await limits.ingest.acheck(token, max(1, events))
     return too_many_requests(wait, "events for this ingest token") if wait else None
 
 
@@ -127,7 +153,7 @@ class ApiRateLimitMiddleware:
         if scope["type"] != "http" or not self.limiter.enabled or not _is_api(scope.get("path", "")):
             await self.app(scope, receive, send)
             return
-        wait = self.limiter.check(_caller(scope))
+        wait = await self.limiter.acheck(_caller(scope))
         if wait:
             await too_many_requests(wait, "requests for this key")(scope, receive, send)
             return

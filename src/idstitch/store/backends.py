@@ -19,6 +19,7 @@ from idstitch.clock import Now
 from idstitch.errors import InvalidSetting, StoreInUse
 from idstitch.store import postgres, sqlite
 from idstitch.store.connection import Connection
+from idstitch.store.rate_buckets import SharedRateBuckets
 from idstitch.store.transactions import WriteSession
 
 
@@ -40,6 +41,10 @@ class Store(Protocol):
 
     def forget_erased(self) -> None:
         """After an erasure: make the store drop its own copies of erased rows (SQLite's WAL)."""
+        ...
+
+    def shared_rate_buckets(self) -> SharedRateBuckets | None:
+        """Rate-limit buckets all servers share, or None where one server serves the store."""
         ...
 
     def release(self) -> None: ...
@@ -97,6 +102,9 @@ class SQLiteStore:
     def forget_erased(self) -> None:
         sqlite.truncate_wal(self.path)
 
+    def shared_rate_buckets(self) -> None:
+        return None  # one server: its buckets stay in its memory
+
     def release(self) -> None:
         if self._lock is not None:
             self._lock.close()
@@ -125,6 +133,9 @@ class PostgresStore:
 
     def forget_erased(self) -> None:
         pass  # autovacuum reclaims the dead rows; the WAL segments are recycled
+
+    def shared_rate_buckets(self) -> SharedRateBuckets:
+        return SharedRateBuckets(self.connect)
 
     def release(self) -> None:
         pass

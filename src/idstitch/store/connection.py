@@ -32,7 +32,8 @@ class Cursor(Protocol):
 class Connection(Protocol):
     """One database session. Transactions are explicit (`BEGIN` ... `COMMIT`), never implicit."""
 
-    dialect: Dialect
+    @property
+    def dialect(self) -> Dialect: ...
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Any: ...
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]], /) -> Any: ...

@@ -205,4 +205,40 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
         );
         """,
     ),
+    (
+        # store/rate_buckets.py: the rate limits of every server, one bucket per key. Unlogged:
+        # a crash forgets how full the buckets were, which only lets a burst through.
+        "0002_rate_buckets",
+        """
+        CREATE UNLOGGED TABLE rate_buckets (
+            key text PRIMARY KEY,
+            tokens float8 NOT NULL,
+            updated float8 NOT NULL
+        );
+        CREATE FUNCTION take_rate_tokens(bucket text, cost float8, rate float8, capacity float8)
+        RETURNS float8 LANGUAGE plpgsql AS $$
+        DECLARE
+            now_s float8 := extract(epoch FROM clock_timestamp());
+            have float8;
+        BEGIN
+            -- Buckets idle for an hour are full again: forgotten now and then, so that random
+            -- keys cannot grow the table without bound.
+            IF random() < 0.001 THEN
+                DELETE FROM rate_buckets WHERE updated < now_s - 3600;
+            END IF;
+            -- A cost bigger than the bucket passes when the bucket is full (server/ratelimit.py).
+            cost := least(cost, capacity);
+            INSERT INTO rate_buckets (key, tokens, updated) VALUES (bucket, capacity, now_s)
+            ON CONFLICT (key) DO NOTHING;
+            SELECT least(capacity, tokens + greatest(0, now_s - updated) * rate) INTO have
+            FROM rate_buckets WHERE key = bucket FOR UPDATE;
+            IF have >= cost THEN
+                UPDATE rate_buckets SET tokens = have - cost, updated = now_s WHERE key = bucket;
+                RETURN 0;
+            END IF;
+            UPDATE rate_buckets SET tokens = have, updated = now_s WHERE key = bucket;
+            RETURN (cost - have) / rate;
+        END $$;
+        """,
+    ),
 )

@@ -68,9 +68,13 @@ def claims_for(project_id: int, commands: Iterable[Command]) -> Claims:
 class WriteSession(Protocol):
     """One store's side of the writer: its connection and how its transactions start and end."""
 
-    conn: Connection
-    # True when the store has one writer, so that every write of a group can share a transaction.
-    serialises_everything: bool
+    @property
+    def conn(self) -> Connection: ...
+
+    @property
+    def serialises_everything(self) -> bool:
+        """True when the store has one writer, so that every write of a group can share a transaction."""
+        ...
 
     def begin(self, claims: Sequence[Claims | None]) -> bool:
         """Start a transaction for writes with these claims (None: a write that runs alone) and
