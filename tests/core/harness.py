@@ -1,8 +1,10 @@
-"""The engine on a real SQLite file, and readable builders for the commands it accepts.
+"""The engine on a real store (a SQLite file, or a PostgreSQL database), and readable builders
+for the commands it accepts.
 
 Each `Engine.apply(...)` is one transaction, driven the way ingest/pipeline.py drives a request:
-`Batch(SQLitePersons(...))`, `prefetch`, `apply` per command, `flush`, commit. The
-readers go straight to the tables, so the tests see what is stored, not what the engine caches.
+the store's write session begins with the commands' claims, then `Batch(session.persons(...))`,
+`prefetch`, `apply` per command, `flush`, commit. The readers go straight to the tables, so the
+tests see what is stored, not what the engine caches.
 """
 
 from __future__ import annotations
@@ -10,14 +12,13 @@ from __future__ import annotations
 import itertools
 import json
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any, NamedTuple
 
 from idstitch.attributes import AttributeOps
-from idstitch.commands import INGEST, Actor, Alias, Command, Event, Identify, Merge, Split, Track
+from idstitch.commands import INGEST, Actor, Alias, Command, Event, Identify, ImportPerson, Merge, Split, Track
 from idstitch.engine import Batch, CommandResult
 from idstitch.settings import DEFAULT_PROJECT_SETTINGS, ProjectSettings
-from idstitch.store.sqlite import SQLitePersons, max_seq, open_database
+from idstitch.store.transactions import WriteSession, claims_for
 
 PROJECT_ID = 1
 ADMIN = Actor("admin", 7)
@@ -101,16 +102,15 @@ class Warned(NamedTuple):
 
 
 class Engine:
-    """One project on one SQLite file."""
+    """One project on one store, through the store's write session (store/transactions.py)."""
 
-    def __init__(self, path: Path, settings: ProjectSettings = DEFAULT_PROJECT_SETTINGS) -> None:
-        self.conn = open_database(path)
-        # These tests are about the rules, not durability: skip the fsync of every commit.
-        self.conn.execute("PRAGMA synchronous = OFF")
+    def __init__(self, session: WriteSession, settings: ProjectSettings = DEFAULT_PROJECT_SETTINGS) -> None:
+        self.session = session
+        self.conn = session.conn
         self.settings = settings
 
     def close(self) -> None:
-        self.conn.close()
+        self.session.close()
 
     def now(self) -> datetime:
         return RECEIVED_AT
@@ -120,19 +120,20 @@ class Engine:
         return self.run(lambda batch: [batch.apply(command) for command in commands], commands)
 
     def run(self, work: Any, commands: tuple[Command, ...] = ()) -> Any:
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
+        # Admin commands (and work that names no commands) run alone, as the server runs them.
+        alone = not commands or any(isinstance(c, (Split, ImportPerson)) or getattr(c, "event", 0) is None
+                                    for c in commands)
+        session = self.session
+        session.begin([None] if alone else [claims_for(PROJECT_ID, commands)])
         try:
-            seq = itertools.count(max_seq(conn) + 1)
-            store = SQLitePersons(conn, PROJECT_ID, self.now, lambda: next(seq))
-            batch = Batch(store, PROJECT_ID, self.settings, self.now)
-            batch.prefetch(commands)
+            batch = Batch(session.persons(PROJECT_ID), PROJECT_ID, self.settings, self.now)
+            batch.prefetch(list(commands))
             result = work(batch)
             batch.flush()
         except BaseException:
-            conn.execute("ROLLBACK")
+            session.rollback()
             raise
-        conn.execute("COMMIT")
+        session.commit()
         return result
 
     # -- readers, straight from the tables ------------------------------------------------

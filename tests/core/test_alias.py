@@ -10,6 +10,8 @@ from idstitch.outcomes import LinkOutcome
 from tests.core.harness import Link, Warned, alias, identify, track
 from tests.core.holders import anonymous, cannot_merge, identified, illegal_id
 
+pytestmark = pytest.mark.both_stores
+
 
 def decide_alias(target: Holder | None, source: Holder | None, *, max_user_ids: int | None = 1,
                  target_id: str = "anon-1", source_id: str = "anon-2") -> Decision:

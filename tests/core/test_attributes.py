@@ -22,6 +22,8 @@ from idstitch.attributes import (
 from idstitch.outcomes import WarningRecord, WarningType
 from tests.core.harness import at, identify, track
 
+pytestmark = pytest.mark.both_stores
+
 POLICY = AttributePolicy()
 
 

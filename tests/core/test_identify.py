@@ -10,6 +10,8 @@ from idstitch.outcomes import LinkOutcome, Rejection, WarningRecord, WarningType
 from tests.core.harness import Link, Warned, alias, at, identify, track
 from tests.core.holders import anonymous, cannot_merge, identified, illegal_id
 
+pytestmark = pytest.mark.both_stores
+
 CREATED, ATTACHED, MERGED, ALREADY_LINKED, REFUSED = (
     LinkOutcome.CREATED, LinkOutcome.ATTACHED, LinkOutcome.MERGED, LinkOutcome.ALREADY_LINKED, LinkOutcome.REFUSED,
 )

@@ -22,7 +22,8 @@ from idstitch.commands import Alias, Identify, Merge, Track
 from idstitch.engine import Batch
 from idstitch.errors import InvalidRequest, NotFound
 from idstitch.settings import DEFAULT_PROJECT_SETTINGS
-from tests.core.harness import PROJECT_ID, Engine, admin_merge, alias, identify, split, track
+from idstitch.store.sqlite import SQLiteWriteSession
+from tests.core.harness import PROJECT_ID, RECEIVED_AT, Engine, admin_merge, alias, identify, split, track
 
 USER_IDS = st.sampled_from(["user-1", "user-2", "user-3"])
 ANONYMOUS_IDS = st.sampled_from(["anon-1", "anon-2", "anon-3"])
@@ -182,7 +183,9 @@ def test_every_distinct_id_has_exactly_one_person_and_user_ids_stay_within_the_l
     note("\n".join(f"transaction {n}: " + "; ".join(map(describe, t)) for n, t in enumerate(transactions, 1)))
     path = databases / f"run-{next(_runs)}.db"
     shutil.copyfile(migrated_database, path)
-    engine = Engine(path, DEFAULT_PROJECT_SETTINGS.updated({"max_user_ids": max_user_ids}))
+    session = SQLiteWriteSession(path, lambda: RECEIVED_AT)
+    session.conn.execute("PRAGMA synchronous = OFF")
+    engine = Engine(session, DEFAULT_PROJECT_SETTINGS.updated({"max_user_ids": max_user_ids}))
     try:
         run = Run(engine)
         for commands in transactions:

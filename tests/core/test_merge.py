@@ -11,6 +11,8 @@ from idstitch.outcomes import LinkOutcome, WarningRecord, WarningType
 from tests.core.harness import ADMIN, Link, Warned, admin_merge, at, identify, ingest_merge, track
 from tests.core.holders import anonymous, identified, illegal_id
 
+pytestmark = pytest.mark.both_stores
+
 CREATED, ATTACHED, MERGED, ALREADY_LINKED = (
     LinkOutcome.CREATED, LinkOutcome.ATTACHED, LinkOutcome.MERGED, LinkOutcome.ALREADY_LINKED,
 )

@@ -9,6 +9,8 @@ from idstitch.errors import InvalidRequest, NotFound
 from idstitch.ids import person_id_for
 from tests.core.harness import Link, admin_merge, alias, at, identify, split, track
 
+pytestmark = pytest.mark.both_stores
+
 ADA = "ada@example.com"
 
 

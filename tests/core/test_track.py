@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from idstitch.ids import person_id_for
 from tests.core.harness import at, identify, track
+
+pytestmark = pytest.mark.both_stores
 
 
 def test_an_event_from_a_new_id_creates_an_anonymous_person(engine) -> None:

@@ -51,11 +51,12 @@ def create_app(config: ServerConfig, now: Now = utc_now, given: SQLiteStore | Po
         try:
             prepare(config, now)
             writer = Writer(store.write_session(now), now)
-            app.state.idstitch = AppState(config, store, writer, now)
+            state = app.state.idstitch = AppState(config, store, writer, now)
             try:
                 yield
             finally:
                 writer.close()
+                state.close()
         finally:
             store.release()
 

@@ -50,13 +50,24 @@ class AppState:
     now: Now = utc_now
     _local: threading.local = field(default_factory=threading.local)
     _projects: dict[str, tuple[float, Project]] = field(default_factory=dict)
+    _readers: list[Connection] = field(default_factory=list)
+    _readers_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def reader(self) -> Connection:
         """This thread's read-only connection (readers never block the writer in WAL mode)."""
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._local.conn = self.store.connect(read_only=True)
+            with self._readers_lock:
+                self._readers.append(conn)
         return conn
+
+    def close(self) -> None:
+        """Close every reader (a database server counts their connections until then)."""
+        with self._readers_lock:
+            readers, self._readers = self._readers, []
+        for conn in readers:
+            conn.close()
 
     def project_for_token(self, token: str) -> Project | None:
         cached = self._projects.get(token)
