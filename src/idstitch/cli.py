@@ -16,12 +16,12 @@ import click
 import msgspec
 
 from idstitch import __version__
-from idstitch.commands import Actor, ImportPerson
 from idstitch.clock import parse_time, utc_now
+from idstitch.commands import Actor, ImportPerson
 from idstitch.errors import IdstitchError
 from idstitch.ingest.pipeline import Writer, apply_imports
-from idstitch.settings import SERVER_SETTINGS, Setting
 from idstitch.server.state import ServerConfig
+from idstitch.settings import SERVER_SETTINGS, Setting
 from idstitch.store import privacy, reads
 from idstitch.store.backends import PostgresStore, SQLiteStore, open_store
 from idstitch.store.connection import Connection
@@ -77,11 +77,13 @@ def serve(**values: Any) -> None:
     values["data_dir"] = Path(values["data_dir"])
     config = ServerConfig.from_mapping(values)
     try:
+        store = config.store()
+        store.claim_for_server()
         default = prepare(config)
     except IdstitchError as error:
         raise click.ClickException(str(error)) from None
     url = f"http://{config.host}:{config.port}"
-    click.echo(f"idstitch {__version__} serving {config.store().description}")
+    click.echo(f"idstitch {__version__} serving {store.description}")
     click.echo(f"  URL:          {url}")
     click.echo(f"  API docs:     {url}/docs  (OpenAPI: {url}/openapi.json)")
     click.echo(f"  ingest token: {default.project.ingest_token}")
@@ -91,7 +93,7 @@ def serve(**values: Any) -> None:
     else:
         click.echo("  secret key:   created on first start and shown then; mint another with `idstitch create-key`")
     sys.stdout.flush()
-    uvicorn.run(create_app(config), host=config.host, port=config.port, log_level="warning", access_log=False)
+    uvicorn.run(create_app(config, given=store), host=config.host, port=config.port, log_level="warning", access_log=False)
 
 
 @cli.command("create-key")
@@ -291,6 +293,91 @@ def demo(data_dir: str, database: str | None, visitors: int, seed: int, url: str
                f" {report.rejected} rejected, {report.warnings} warnings")
     click.echo(f"  web UI:       {url.rstrip('/')}/ui/")
     click.echo(f"  secret key:   {created['secret']}  (sign in with it; stored hashed, not shown again)")
+
+
+@cli.command()
+@click.option("--to", "target", required=True, metavar="URL",
+              help="The PostgreSQL database to copy into: empty, or holding an interrupted run of this migration.")
+@_option("data_dir")
+@click.option("--chunk-rows", default=10_000, show_default=True, type=click.IntRange(1, 1_000_000),
+              help="Rows per COPY; each chunk commits together with its progress.")
+def migrate(target: str, data_dir: str, chunk_rows: int) -> None:
+    """Copy the SQLite data directory into PostgreSQL (every table, id and key), to serve it
+    from several servers. Interrupted, the same command continues where it stopped and stores
+    nothing twice. The SQLite file is only read, and no server may serve it meanwhile; start
+    the servers on PostgreSQL once it has finished (docs/migrate.md).
+
+    Example: idstitch migrate --to postgresql://idstitch@db.internal/idstitch
+    """
+    from idstitch.store.migration import CountsDiffer, MigrationReport, copy_sqlite_to_postgres
+    from idstitch.store.sqlite import DATABASE_FILE
+
+    bar = _MigrationBar()
+    try:
+        report: MigrationReport = copy_sqlite_to_postgres(
+            Path(data_dir) / DATABASE_FILE, target, chunk_rows=chunk_rows, progress=bar
+        )
+    except KeyboardInterrupt:
+        bar.close()
+        raise _Interrupted(f"interrupted after {bar.rows} rows: run the same command again to continue") from None
+    except CountsDiffer as failed:
+        bar.close()
+        _echo_migration(failed.report)
+        raise click.ClickException(str(failed)) from None
+    except IdstitchError as failed:
+        bar.close()
+        raise click.ClickException(str(failed)) from None
+    bar.close()
+    _echo_migration(report)
+
+
+class _Interrupted(click.ClickException):
+    exit_code = 130  # as a shell reports Ctrl-C
+
+
+class _MigrationBar:
+    """The library's `Progress` as a click progress bar on stderr, made once the total is known."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+        self.rows = 0
+
+    def start(self, total: int, done: int) -> None:
+        self.bar = click.progressbar(length=max(total, 1), label="copying", file=sys.stderr, show_pos=True)
+        self.bar.__enter__()
+        self.bar.update(done)
+
+    def advance(self, table: str, rows: int) -> None:
+        self.rows += rows
+        if self.bar is not None:
+            self.bar.label = f"{table:<17}"
+            self.bar.update(rows)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+
+def _echo_migration(report: Any) -> None:
+    click.echo(f"{'table':<18} {'SQLite':>10} {'PostgreSQL':>10} {'copied now':>10}")
+    for table in report.tables:
+        mark = "" if table.source_rows == table.target_rows else "  differs"
+        click.echo(f"{table.table:<18} {table.source_rows:>10} {table.target_rows:>10} {table.copied:>10}{mark}")
+    for table in report.tables:
+        if table.altered:
+            click.echo(f"{table.table}: {table.altered} values held NUL characters (PostgreSQL stores none): now U+FFFD")
+    seconds = report.elapsed_seconds
+    if report.already_complete:
+        click.echo("already migrated: nothing copied" + (
+            " (PostgreSQL has changed since, as the servers on it write)" if report.mismatched else ""
+        ))
+        return
+    rate = f", {report.copied / seconds:,.0f} rows/s" if seconds > 0 and report.copied else ""
+    resumed = " (resumed)" if report.resumed else ""
+    click.echo(f"copied {report.copied} rows in {seconds:.1f} s{rate}{resumed}")
+    if not report.mismatched:
+        click.echo(f"verified: all {len(report.tables)} tables have the same row counts on both sides")
 
 
 if __name__ == "__main__":

@@ -24,8 +24,10 @@ from idstitch.store.transactions import WriteSession
 
 
 class Store(Protocol):
-    # What to print at start: the file, or the database URL without its password.
-    description: str
+    @property
+    def description(self) -> str:
+        """What to print at start: the file, or the database URL without its password."""
+        ...
 
     def prepare(self) -> None:
         """Create the database or migrate it to this version's schema."""
