@@ -169,3 +169,16 @@ def test_a_generic_id_is_never_linked(api):
 
 def test_secret_key_is_not_an_ingest_token(client):
     assert client.post("/batch/", json={"api_key": SECRET_KEY, "batch": [event("a")]}).status_code == 401
+
+
+def test_nul_characters_in_an_event_are_stored_where_the_store_can_hold_them(api, store):
+    # SQLite keeps NUL; PostgreSQL text cannot hold it, so it keeps U+FFFD in its place, everywhere.
+    response = api.post("/batch/", json=batch(event("nul-visitor", "sign\x00up", properties={"note": "a\x00b"},
+                                                    **{"$set": {"nick": "x\x00y"}})))
+    assert response.status_code == 200, response.text
+    person = api.get("/api/persons", params={"distinct_id": "nul-visitor"}).json()
+    stored = api.get(f"/api/persons/{person['id']}/events").json()["results"][0]
+    kept = "\x00" if store is None else "\ufffd"
+    assert stored["event"] == f"sign{kept}up"
+    assert stored["properties"]["note"] == f"a{kept}b"
+    assert person["properties"]["nick"] == f"x{kept}y"

@@ -13,6 +13,7 @@ import contextlib
 import functools
 import hashlib
 import logging
+import re
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timezone
@@ -147,14 +148,32 @@ class PostgresConnection:
 
     def _execute(self, sql: str, parameters: Sequence[Any]) -> psycopg.Cursor[Any]:
         with _unavailable_when_dropped(self):
-            return self.raw.execute(to_pyformat(sql), parameters)  # type: ignore[arg-type]
+            return self.raw.execute(to_pyformat(sql), storable(parameters))  # type: ignore[arg-type]
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]], /) -> None:
         with _unavailable_when_dropped(self), self.raw.cursor() as cursor:
-            cursor.executemany(to_pyformat(sql), rows)  # type: ignore[arg-type]
+            cursor.executemany(to_pyformat(sql), [storable(row) for row in rows])  # type: ignore[arg-type]
 
     def close(self) -> None:
         self.raw.close()
+
+
+# A JSON `\u0000` escape that is not itself an escaped backslash followed by "u0000".
+_JSON_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def storable(values: Sequence[Any]) -> Sequence[Any]:
+    """`values` with each NUL character, raw or as a JSON `\\u0000` escape, replaced by U+FFFD.
+
+    PostgreSQL text cannot hold NUL and jsonb refuses `\\u0000`, where SQLite stores both (an
+    event name or a property value may carry one from public ingest). Values without one, nearly
+    all, are passed on as they are.
+    """
+    if not any(isinstance(v, str) and ("\x00" in v or "\\u0000" in v) for v in values):
+        return values
+    return [
+        _JSON_NUL.sub(r"\1\\ufffd", v.replace("\x00", "\ufffd")) if isinstance(v, str) else v for v in values
+    ]
 
 
 @contextlib.contextmanager
@@ -271,7 +290,7 @@ class PostgresPersons(SQLPersons):
         self.session.record_events(self.project_id, [row[2] for row in rows])
         with self.conn.raw.cursor().copy(f"COPY events ({EVENT_COLUMNS}) FROM STDIN") as copy:
             for row in rows:
-                copy.write_row(row)
+                copy.write_row(storable(row))
 
     def upsert_sessions(self, rows: list[tuple[Any, ...]]) -> None:
         self.conn.executemany(_UPSERT_SESSION, rows)
