@@ -28,23 +28,30 @@ def two_servers(postgres_dsn: str, tmp_path: Path) -> Iterator[tuple[TestClient,
         yield one, two
 
 
-def capture(server: TestClient, event: dict) -> None:
+def capture(server: TestClient | httpx.Client, event: dict) -> None:
     response = server.post("/capture/", json={"api_key": INGEST_TOKEN, **event})
     assert response.status_code == 200, response.text
 
 
-def test_posthogs_example_sent_half_to_each_server_gives_one_person_read_from_either(two_servers):
-    one, two = two_servers
-    capture(one, {"event": "$identify", "distinct_id": "user_A", "timestamp": "2026-11-20T10:00:00Z",
-                  "properties": {"$anon_distinct_id": "laptop-cookie"},
-                  "$set": {"name": "User A", "location": "London", "timezone": "GMT"}})
-    capture(two, {"event": "$pageview", "distinct_id": "phone-cookie", "timestamp": "2026-11-21T10:00:00Z",
-                  "properties": {"$set": {"name": "Anonymous User", "phone": "0800-POSTHOG"}}})
-    capture(one, {"event": "$identify", "distinct_id": "user_A", "timestamp": "2026-11-21T10:05:00Z",
-                  "properties": {"$anon_distinct_id": "phone-cookie"}, "$set": {"timezone": "GMT+8"}})
-
-    from_one = one.get("/api/persons", params={"distinct_id": "phone-cookie"}, headers=ADMIN).json()
-    from_two = two.get("/api/persons", params={"distinct_id": "laptop-cookie"}, headers=ADMIN).json()
+def test_posthogs_example_sent_half_to_each_server_gives_one_person_read_from_either(postgres_dsn, tmp_path):
+    # The README's promise, as a new user would try it: two `idstitch serve` on two ports, one database.
+    servers = [ServerProcess(data_dir=tmp_path / name, log_dir=tmp_path, database_url=postgres_dsn) for name in "ab"]
+    for server in servers:
+        server.start()
+    try:
+        with httpx.Client(base_url=servers[0].base_url) as one, httpx.Client(base_url=servers[1].base_url) as two:
+            capture(one, {"event": "$identify", "distinct_id": "user_A", "timestamp": "2026-11-20T10:00:00Z",
+                          "properties": {"$anon_distinct_id": "laptop-cookie"},
+                          "$set": {"name": "User A", "location": "London", "timezone": "GMT"}})
+            capture(two, {"event": "$pageview", "distinct_id": "phone-cookie", "timestamp": "2026-11-21T10:00:00Z",
+                          "properties": {"$set": {"name": "Anonymous User", "phone": "0800-POSTHOG"}}})
+            capture(one, {"event": "$identify", "distinct_id": "user_A", "timestamp": "2026-11-21T10:05:00Z",
+                          "properties": {"$anon_distinct_id": "phone-cookie"}, "$set": {"timezone": "GMT+8"}})
+            from_one = one.get("/api/persons", params={"distinct_id": "phone-cookie"}, headers=ADMIN).json()
+            from_two = two.get("/api/persons", params={"distinct_id": "laptop-cookie"}, headers=ADMIN).json()
+    finally:
+        for server in servers:
+            server.stop()
     assert from_one == from_two
     assert sorted(from_one["distinct_ids"]) == ["laptop-cookie", "phone-cookie", "user_A"]
     assert from_one["properties"] == {"name": "User A", "location": "London", "phone": "0800-POSTHOG", "timezone": "GMT+8"}
