@@ -1,10 +1,15 @@
-"""Group commit: one writer thread applies every write in order, many requests per transaction.
+"""Group commit: one writer thread per server applies its writes, many requests per transaction.
 
 Request handlers parse and validate on the event loop, then hand the writer a function of the
-store. The writer takes all the work that is waiting, runs each piece inside its own savepoint
-(a failing request rolls back alone), commits once, and only then answers every request of the
-group. This is how one SQLite file takes tens of thousands of events per second durably, and
-why identity operations are applied in one order (Datasette's write thread, grown).
+store (and, for ingest, the claims of what it may change). The writer takes all the work that
+is waiting, runs each piece inside its own savepoint (a failing request rolls back alone),
+commits once, and only then answers every request of the group. This is how one SQLite file
+takes tens of thousands of events per second durably (Datasette's write thread, grown).
+
+How a transaction starts, and what it locks, is the store's (store/transactions.py): on SQLite
+this writer is the only one; on PostgreSQL the store locks the claims of the whole group in one
+order, so that several servers' writers equal one (docs/concurrency.md). A group that fails for a
+passing reason (a race lost to another server, a database restart) is run again.
 """
 
 from __future__ import annotations
