@@ -23,7 +23,7 @@ from idstitch.ingest.pipeline import Writer, apply_imports
 from idstitch.server.state import ServerConfig
 from idstitch.settings import SERVER_SETTINGS, Setting
 from idstitch.store import privacy, reads
-from idstitch.store.backends import PostgresStore, SQLiteStore, open_store
+from idstitch.store.backends import Store, open_store
 from idstitch.store.connection import Connection
 from idstitch.store.projects import Project, add_secret_key, project_by_id
 
@@ -238,7 +238,7 @@ def delete_person(
     click.echo(msgspec.json.encode({"erased": report.to_json(), "suppress": suppress}).decode())
 
 
-def _write_once(store: SQLiteStore | PostgresStore, fn: Callable[[Any], Any]) -> Any:
+def _write_once(store: Store, fn: Callable[[Any], Any]) -> Any:
     writer = Writer(store.write_session(utc_now), utc_now)
     try:
         return writer.write_now(fn)
@@ -246,17 +246,19 @@ def _write_once(store: SQLiteStore | PostgresStore, fn: Callable[[Any], Any]) ->
         writer.close()
 
 
-def _existing_store(data_dir: str, database: str | None) -> SQLiteStore | PostgresStore:
+def _existing_store(data_dir: str, database: str | None) -> Store:
     try:
         store = open_store(database, Path(data_dir))
     except IdstitchError as error:
         raise click.ClickException(str(error)) from None
-    if isinstance(store, SQLiteStore) and not store.path.exists():
-        raise click.ClickException(f"No idstitch database at {store.path}: run `idstitch serve --data-dir {data_dir}` first")
+    if not store.exists():
+        raise click.ClickException(
+            f"No idstitch database at {store.description}: run `idstitch serve --data-dir {data_dir}` first"
+        )
     return store
 
 
-def _default_project(store: SQLiteStore | PostgresStore) -> Project:
+def _default_project(store: Store) -> Project:
     conn: Connection = store.connect(read_only=True)
     try:
         project = project_by_id(conn, conn.execute("SELECT coalesce(min(id), 0) FROM projects").fetchone()[0])
@@ -309,14 +311,11 @@ def migrate(target: str, data_dir: str, chunk_rows: int) -> None:
 
     Example: idstitch migrate --to postgresql://idstitch@db.internal/idstitch
     """
-    from idstitch.store.migration import CountsDiffer, MigrationReport, copy_sqlite_to_postgres
-    from idstitch.store.sqlite import DATABASE_FILE
+    from idstitch.store.migration import CountsDiffer, MigrationReport, copy_data_dir_to_postgres
 
     bar = _MigrationBar()
     try:
-        report: MigrationReport = copy_sqlite_to_postgres(
-            Path(data_dir) / DATABASE_FILE, target, chunk_rows=chunk_rows, progress=bar
-        )
+        report: MigrationReport = copy_data_dir_to_postgres(Path(data_dir), target, chunk_rows=chunk_rows, progress=bar)
     except KeyboardInterrupt:
         bar.close()
         raise _Interrupted(f"interrupted after {bar.rows} rows: run the same command again to continue") from None

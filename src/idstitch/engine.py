@@ -91,7 +91,7 @@ class ReplayedEvent:
 
 
 class PersonStore(Protocol):
-    """What the engine needs from a store transaction (store/sqlite.py implements it)."""
+    """What the engine needs from a store transaction (store/persons.py implements it per backend)."""
 
     def owners_of(self, distinct_ids: Iterable[str]) -> dict[str, str]: ...
     def load_persons(self, person_ids: Iterable[str]) -> dict[str, tuple[PersonRow, set[str]]]: ...

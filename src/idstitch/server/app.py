@@ -24,7 +24,7 @@ from idstitch.server import (
 from idstitch.server.cors import IngestCORSMiddleware
 from idstitch.server.ratelimit import ApiRateLimitMiddleware, RateLimits
 from idstitch.server.state import AppState, ServerConfig
-from idstitch.store.backends import PostgresStore, SQLiteStore
+from idstitch.store.backends import Store
 from idstitch.store.projects import DefaultProject, ensure_default_project
 
 
@@ -41,7 +41,7 @@ def prepare(config: ServerConfig, now: Now = utc_now) -> DefaultProject:
         conn.close()
 
 
-def create_app(config: ServerConfig, now: Now = utc_now, given: SQLiteStore | PostgresStore | None = None) -> FastAPI:
+def create_app(config: ServerConfig, now: Now = utc_now, given: Store | None = None) -> FastAPI:
     """The app on `config`'s store (or on the store `given`, when the caller claimed it already)."""
     store = given or config.store()
 

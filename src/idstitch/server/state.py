@@ -10,7 +10,7 @@ from typing import Any
 
 from idstitch.clock import Now, utc_now
 from idstitch.ingest.pipeline import Writer
-from idstitch.store.backends import PostgresStore, SQLiteStore, open_store
+from idstitch.store.backends import Store, open_store
 from idstitch.store.connection import Connection
 from idstitch.store.projects import Project, SecretKey, key_for_secret, project_by_id, project_by_token
 
@@ -34,7 +34,7 @@ class ServerConfig:
     ingest_rate_limit: int = 50_000
     api_rate_limit: int = 100
 
-    def store(self) -> SQLiteStore | PostgresStore:
+    def store(self) -> Store:
         return open_store(self.database, self.data_dir)
 
     @classmethod
@@ -45,7 +45,7 @@ class ServerConfig:
 @dataclass
 class AppState:
     config: ServerConfig
-    store: SQLiteStore | PostgresStore
+    store: Store
     writer: Writer
     now: Now = utc_now
     _local: threading.local = field(default_factory=threading.local)

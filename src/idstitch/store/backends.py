@@ -33,6 +33,10 @@ class Store(Protocol):
         """Create the database or migrate it to this version's schema."""
         ...
 
+    def exists(self) -> bool:
+        """Whether there is a database to open (a server has started on it once)."""
+        ...
+
     def connect(self, *, read_only: bool = False) -> Connection: ...
 
     def write_session(self, now: Now) -> WriteSession: ...
@@ -62,10 +66,11 @@ class SQLiteStore:
         return str(self.path)
 
     def prepare(self) -> None:
-        if self._lock is not None:
-            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         sqlite.open_database(self.path).close()
+
+    def exists(self) -> bool:
+        return self.path.exists()
 
     def connect(self, *, read_only: bool = False) -> Connection:
         return sqlite.open_database(self.path, read_only=read_only)
@@ -124,6 +129,9 @@ class PostgresStore:
     def prepare(self) -> None:
         postgres.open_database(self.dsn).close()
 
+    def exists(self) -> bool:
+        return True  # its administrator created it; a missing one is a connection error
+
     def connect(self, *, read_only: bool = False) -> Connection:
         return postgres.connect(self.dsn)
 
@@ -143,7 +151,7 @@ class PostgresStore:
         pass
 
 
-def open_store(database: str | None, data_dir: Path) -> SQLiteStore | PostgresStore:
+def open_store(database: str | None, data_dir: Path) -> Store:
     """The store named by `--database` (a PostgreSQL URL), else the SQLite file in `data_dir`."""
     if not database:
         return SQLiteStore(data_dir / sqlite.DATABASE_FILE)

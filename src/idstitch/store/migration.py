@@ -43,6 +43,7 @@ from idstitch.store.backends import PostgresStore
 from idstitch.store.dialects import WRITES_LOCK
 from idstitch.store.postgres import PostgresConnection, ensure_event_partitions, is_postgres_url
 from idstitch.store.schema import MIGRATIONS as SQLITE_MIGRATIONS
+from idstitch.store.sqlite import DATABASE_FILE
 
 CHUNK_ROWS = 10_000
 # Held for the whole run, so two migrations into one database never interleave.
@@ -165,6 +166,11 @@ class MigrationReport:
     @property
     def mismatched(self) -> list[TableReport]:
         return [t for t in self.tables if t.source_rows != t.target_rows]
+
+
+def copy_data_dir_to_postgres(data_dir: Path, dsn: str, **options: Any) -> MigrationReport:
+    """`copy_sqlite_to_postgres` of the SQLite file a server keeps in `data_dir`."""
+    return copy_sqlite_to_postgres(data_dir / DATABASE_FILE, dsn, **options)
 
 
 def copy_sqlite_to_postgres(
