@@ -414,7 +414,7 @@ class PostgresWriteSession:
         by_project: dict[int, set[str]] = {}
         for claim in claims:
             by_project.setdefault(claim.project_id, set()).update(claim.event_uuids)
-        for project, uuids in by_project.items():
+        for project, uuids in sorted(by_project.items()):  # projects in order too
             if not uuids:
                 continue
             new = {
