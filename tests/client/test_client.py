@@ -18,6 +18,8 @@ import pytest
 import idstitch
 from tests.conftest import INGEST_TOKEN, SECRET_KEY
 
+pytestmark = pytest.mark.both_stores
+
 
 def ago(days: float) -> datetime:
     return datetime.now(timezone.utc) - timedelta(days=days)

@@ -49,9 +49,9 @@ def _bound_socket() -> socket.socket:
 
 
 @pytest.fixture
-def live_server(tmp_path: Path) -> Iterator[LiveServer]:
-    """idstitch serving a fresh data directory on 127.0.0.1:<free port>, stopped at teardown."""
-    config = ServerConfig(data_dir=tmp_path / "data", ingest_token=INGEST_TOKEN, secret_key=SECRET_KEY)
+def live_server(tmp_path: Path, store: str | None) -> Iterator[LiveServer]:
+    """idstitch serving a fresh store (the test's `store`) on 127.0.0.1:<free port>, stopped at teardown."""
+    config = ServerConfig(data_dir=tmp_path / "data", database=store, ingest_token=INGEST_TOKEN, secret_key=SECRET_KEY)
     sock = _bound_socket()
     port = sock.getsockname()[1]
     server = uvicorn.Server(

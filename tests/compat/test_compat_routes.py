@@ -11,6 +11,8 @@ from idstitch.server.compat_routes import FLAGS_BODY, REMOTE_CONFIG
 from idstitch.server.ingest_routes import POSTHOG_ROUTES
 from tests.conftest import INGEST_TOKEN
 
+pytestmark = pytest.mark.both_stores
+
 
 def basic(key: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{key}:".encode()).decode()}

@@ -7,6 +7,8 @@ import pytest
 from idstitch.server.cors import is_ingest_path
 from tests.conftest import INGEST_TOKEN, SECRET_KEY
 
+pytestmark = pytest.mark.both_stores
+
 SITE = "https://shop.example"
 INGEST_PATHS = [
     "/e/", "/e", "/i/v0/e/", "/batch/", "/capture/", "/track/", "/engage/", "/s/", "/flags/", "/decide/",

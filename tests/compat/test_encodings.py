@@ -9,8 +9,8 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-from datetime import datetime, timedelta, timezone
 from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import quote
 
@@ -18,6 +18,8 @@ import pytest
 
 from idstitch.ingest.decoding import BodyError, decode_body
 from tests.conftest import INGEST_TOKEN
+
+pytestmark = pytest.mark.both_stores
 
 MAX = 1024 * 1024
 PAYLOAD = {"api_key": INGEST_TOKEN, "batch": [{"event": "$pageview", "properties": {"distinct_id": "anon-1"}}]}

@@ -15,7 +15,10 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.compat.conftest import LiveServer, PageServer, eventually, events, person
+from tests.compat.conftest import LiveServer, PageServer, events, eventually, person
+
+# Three browser runs: cheap enough to run on both stores.
+pytestmark = pytest.mark.both_stores
 
 EVENT_PATHS = ("/e/", "/i/v0/e/")
 

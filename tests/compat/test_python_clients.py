@@ -14,7 +14,9 @@ import pytest
 from posthog import Posthog
 from segment.analytics import Client as SegmentClient
 
-from tests.compat.conftest import LiveServer, eventually, events, person
+from tests.compat.conftest import LiveServer, events, eventually, person
+
+pytestmark = pytest.mark.both_stores
 
 
 def posthog_client(server: LiveServer, errors: list[Any], **options: Any) -> Posthog:

@@ -1,17 +1,22 @@
-"""Helpers for the privacy tests: send events as the SDKs do, and scan the SQLite file."""
+"""Helpers for the privacy tests: send events as the SDKs do, and scan every table of the store."""
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
-import pytest
-
 from idstitch.server.state import ServerConfig
+from idstitch.store.connection import Connection
 from idstitch.store.sqlite import DATABASE_FILE
 from tests.conftest import INGEST_TOKEN
 
 NATIVE = {"Authorization": f"Bearer {INGEST_TOKEN}"}
+
+# The tables of each store, partitions of PostgreSQL's `events` left out (`events` reads them all).
+_TABLES = {
+    "sqlite": "SELECT name FROM sqlite_master WHERE type = 'table'",
+    "postgresql": "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace"
+    " AND relkind IN ('r', 'p') AND NOT relispartition",
+}
 
 
 def send(client, message_type: str, **message) -> dict:
@@ -26,17 +31,21 @@ def capture(client, *events: dict) -> dict:
     return response.json()
 
 
-def mentions_in_database(database: Path, needles: list[str]) -> list[tuple[str, str, str]]:
-    """(table, column, needle) for every value of every column of every table that contains a
-    needle, compared as text, case-insensitively."""
-    conn = sqlite3.connect(database)
+def store_options(config: ServerConfig) -> list[str]:
+    """The CLI options naming the test's store."""
+    return ["--data-dir", str(config.data_dir), *(["--database", config.database] if config.database else [])]
+
+
+def mentions_in_database(config: ServerConfig, needles: list[str]) -> list[tuple[str, str, str]]:
+    """(table, column, needle) for every value of every column of every table of the store that
+    contains a needle, compared as text, case-insensitively."""
+    conn = config.store().connect()
     try:
         found = []
-        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-        for table in tables:
-            columns = [r[1] for r in conn.execute(f'PRAGMA table_info("{table}")')]
-            for row in conn.execute(f'SELECT * FROM "{table}"'):
-                for column, value in zip(columns, row):
+        for (table,) in conn.execute(_TABLES[conn.dialect.name]).fetchall():
+            for row in conn.execute(f'SELECT * FROM "{table}"').fetchall():
+                for column in row.keys():
+                    value = row[column]
                     if value is None:
                         continue
                     text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
@@ -50,6 +59,14 @@ def mentions_in_text(text: str, needles: list[str]) -> list[str]:
     return [n for n in needles if n.lower() in text.lower()]
 
 
-@pytest.fixture
-def database(config: ServerConfig) -> Path:
+def read_rows(config: ServerConfig, sql: str) -> list[tuple]:
+    """The rows of a query, read through the test's store."""
+    conn: Connection = config.store().connect()
+    try:
+        return [tuple(row) for row in conn.execute(sql).fetchall()]
+    finally:
+        conn.close()
+
+
+def sqlite_file(config: ServerConfig) -> Path:
     return config.data_dir / DATABASE_FILE

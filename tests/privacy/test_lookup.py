@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from idstitch.cli import cli
 from tests.conftest import INGEST_TOKEN
-from tests.privacy.conftest import capture, mentions_in_text, send
+from tests.privacy.conftest import capture, mentions_in_text, send, store_options
+
+pytestmark = pytest.mark.both_stores
 
 
 def ada_on_two_devices(api) -> None:
@@ -115,7 +118,7 @@ def test_export_is_one_json_document_and_is_audited_without_the_email(api):
 
 def test_cli_export_person_writes_the_same_document(api, config):
     ada_on_two_devices(api)
-    result = CliRunner().invoke(cli, ["export-person", "--email", "ada@example.com", "--data-dir", str(config.data_dir)])
+    result = CliRunner().invoke(cli, ["export-person", "--email", "ada@example.com", *store_options(config)])
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     assert sorted(document["persons"][0]["distinct_ids"]) == ["laptop-anon-b81d", "phone-anon-7f3a", "user-ada-42"]
@@ -124,6 +127,14 @@ def test_cli_export_person_writes_the_same_document(api, config):
 
 
 def test_cli_export_person_needs_one_selector(config, api):
-    result = CliRunner().invoke(cli, ["export-person", "--data-dir", str(config.data_dir)])
+    result = CliRunner().invoke(cli, ["export-person", *store_options(config)])
     assert result.exit_code == 2
     assert "exactly one of" in result.output
+
+
+def test_lookup_by_email_ignores_ascii_case_only(api):
+    # SQLite's lower() folds A-Z only; PostgreSQL is asked to fold the same (the "C" collation).
+    send(api, "identify", user_id="u-zoe", anonymous_id="c-zoe", set={"email": "Zoë.Ünal@Example.com"})
+    found = api.get("/api/privacy/persons", params={"email": "zoë.Ünal@EXAMPLE.com"}).json()["persons"]
+    assert [p["user_ids"] for p in found] == [["u-zoe"]]
+    assert api.get("/api/privacy/persons", params={"email": "zoë.ünal@example.com"}).json()["persons"] == []

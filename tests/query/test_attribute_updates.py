@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.query.conftest import at, bad_request, identify, track
+
+pytestmark = pytest.mark.both_stores
 
 
 def update(api, **body):

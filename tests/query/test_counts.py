@@ -8,6 +8,8 @@ import pytest
 
 from tests.query.conftest import at, bad_request, identify, track
 
+pytestmark = pytest.mark.both_stores
+
 
 def count(api, **body):
     response = api.post("/api/counts", json=body)
@@ -25,9 +27,12 @@ def signups(send):
     people = [("ada", "pro", 1), ("bob", "free", 2), ("cy", "pro", 3), ("dee", "team", 5), ("fay", "free", 6),
               ("gus", "pro", 9), ("eve", "free", 12)]
     send(*[identify(f"u-{name}", f"c-{name}", at(days), set={"plan": plan}) for name, plan, days in people])
+    # Ada's two sign-ups at noon and 1 pm yesterday (UTC): on one day whatever the time of the run.
+    noon = (datetime.now(timezone.utc) - timedelta(days=1)).replace(hour=12, minute=0, second=0, microsecond=0)
     send(*[track(f"u-{name}", "Signed up", at(days, hours=-1), properties={"source": "ads" if days % 2 else "seo"})
-           for name, _, days in people],
-         track("u-ada", "Signed up", at(1, hours=-2), properties={"source": "ads"}))
+           for name, _, days in people if name != "ada"],
+         track("u-ada", "Signed up", noon.strftime("%Y-%m-%dT%H:%M:%SZ"), properties={"source": "ads"}),
+         track("u-ada", "Signed up", (noon + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"), properties={"source": "ads"}))
     send(track("c-nobody", "Viewed pricing", at(1)))
 
 

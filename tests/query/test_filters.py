@@ -6,6 +6,8 @@ import pytest
 
 from tests.query.conftest import at, bad_request, identify, track
 
+pytestmark = pytest.mark.both_stores
+
 
 def names(response) -> list[str]:
     assert response.status_code == 200, response.text
@@ -152,10 +154,61 @@ def test_user_input_never_reaches_the_sql_text(api, send):
 def test_a_regex_that_runs_too_long_stops_the_query_with_a_400(api, send, monkeypatch):
     from idstitch.query import patterns
 
-    send(*[identify(f"u-{i}", f"c-{i}", at(1), set={"bio": "a" * 1500}) for i in range(30)])
+    # SQLite spends the budget in its regex function; PostgreSQL's statement limit is at least
+    # 1 ms, so the query has ~20 ms of regex work there.
+    send(*[identify(f"u-{i}", f"c-{i}", at(1), set={"bio": "a" * 1999}) for i in range(200)])
     monkeypatch.setattr(patterns, "DEFAULT_BUDGET_SECONDS", 0.0)
     problems = bad_request(api.post("/api/persons/query", json={"filter": {"attribute": "bio", "op": "regex", "value": "a*b"}}))
     assert problems[0][0] == "filter" and "spent more than" in problems[0][1]
+
+
+def test_times_compare_as_sqlite_reads_them_on_both_stores(api, send):
+    send(
+        identify("u-rolled", "c-1", at(1), set={"at": "2026-02-30"}),  # rolls over to 2026-03-02
+        identify("u-east", "c-2", at(1), set={"at": "2026-03-01T05:00:00+14:00"}),  # 2026-02-28T15:00Z
+        identify("u-clock", "c-3", at(1), set={"at": "12:30"}),  # a time of 2000-01-01
+        identify("u-julian", "c-4", at(1), set={"at": "2461101.0"}),  # a Julian day: 2026-03-01T12:00Z
+        identify("u-words", "c-5", at(1), set={"at": "soon"}),
+        identify("u-number", "c-6", at(1), set={"at": 2461101.0}),  # a number is not a time
+    )
+    assert persons(api, {"attribute": "at", "op": "after", "value": "2026-03-01"}) == ["u-julian", "u-rolled"]
+    assert persons(api, {"attribute": "at", "op": "before", "value": "2026-03-01"}) == ["u-clock", "u-east"]
+
+
+def test_a_regex_means_what_python_says_on_both_stores(api, send):
+    send(
+        identify("u-1", "c-1", at(1), set={"bio": "ends with a newline\n", "nick": "JOSÉ"}),
+        identify("u-2", "c-2", at(1), set={"bio": "two\nlines", "nick": "josé"}),
+        identify("u-3", "c-3", at(1), set={"bio": "foo-bar", "nick": "Jo"}),
+    )
+    assert persons(api, {"attribute": "bio", "op": "regex", "value": "newline$"}) == ["u-1"]  # $ before a last newline
+    assert persons(api, {"attribute": "bio", "op": "regex", "value": "two.lines"}) == []  # . stops at a newline
+    assert persons(api, {"attribute": "bio", "op": "regex", "value": "(?s)two.lines"}) == ["u-2"]
+    assert persons(api, {"attribute": "nick", "op": "regex", "value": "(?i)^josé$"}) == ["u-1", "u-2"]
+    assert persons(api, {"attribute": "bio", "op": "regex", "value": r"\bbar\b"}) == ["u-3"]
+    assert persons(api, {"attribute": "nick", "op": "regex", "value": r"^\w+$"}) == ["u-1", "u-2", "u-3"]
+
+
+def test_a_pattern_postgresql_cannot_run_is_a_400_naming_it_there(api, send, store):
+    send(identify("u-1", "c-1", at(1), set={"code": "ab"}))
+    response = api.post("/api/persons/query", json={"filter": {"attribute": "code", "op": "regex", "value": "(?>a)b"}})
+    if store is None:  # SQLite runs Python's own engine, which has atomic groups
+        assert names(response) == ["u-1"]
+    else:
+        [(path, reason)] = bad_request(response)
+        assert path == "filter.value" and "atomic groups" in reason
+
+
+def test_a_regex_that_runs_too_long_on_the_segments_page_is_a_400_page(client, send, monkeypatch):
+    from idstitch.query import patterns
+    from tests.ui.conftest import sign_in
+
+    send(*[identify(f"u-{i}", f"c-{i}", at(1), set={"bio": "a" * 1999}) for i in range(200)])
+    assert sign_in(client).status_code == 303
+    monkeypatch.setattr(patterns, "DEFAULT_BUDGET_SECONDS", 0.0)
+    document = '{"attribute": "bio", "op": "regex", "value": "a*b"}'
+    page = client.get("/ui/segments", params={"action": "json", "filter_json": document})
+    assert page.status_code == 400 and "spent more than" in page.text
 
 
 def test_persons_query_pages_with_a_cursor(api, send):

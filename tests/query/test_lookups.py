@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.query.conftest import at, bad_request, identify
+
+pytestmark = pytest.mark.both_stores
 
 
 def test_any_distinct_id_leads_to_the_person_its_user_id_and_all_ids(api, send):

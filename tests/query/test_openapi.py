@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+pytestmark = pytest.mark.both_stores
+
 ROUTES = [
     ("post", "/api/persons/query"), ("get", "/api/identity"), ("post", "/api/persons/attributes"),
     ("get", "/api/sessions"), ("post", "/api/sessions/query"), ("get", "/api/persons/{person_id}/sessions"),

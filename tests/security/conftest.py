@@ -1,6 +1,8 @@
 """A long-lived app for the fuzz tests (Hypothesis runs many examples against one server), with
 the rate limits off so that only the input decides the answer.
 
+A module marked `both_stores` gets one such app on SQLite and one on PostgreSQL (`fuzz_store`).
+
 The fuzz budget is bounded for CI: `IDSTITCH_FUZZ_EXAMPLES` (default 40 per property) scales it
 for a longer local run, e.g. `IDSTITCH_FUZZ_EXAMPLES=2000 .venv/bin/python -m pytest tests/security`.
 """
@@ -8,7 +10,7 @@ for a longer local run, e.g. `IDSTITCH_FUZZ_EXAMPLES=2000 .venv/bin/python -m py
 from __future__ import annotations
 
 import os
-import sqlite3
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,8 +20,8 @@ from hypothesis import HealthCheck, settings
 
 from idstitch.server.app import create_app
 from idstitch.server.state import ServerConfig
-from idstitch.store.sqlite import DATABASE_FILE
-from tests.conftest import INGEST_TOKEN, SECRET_KEY
+from tests.conftest import INGEST_TOKEN, SECRET_KEY, STORES, _drop_quietly
+from tests.postgres_server import PostgresServer
 
 FUZZ_EXAMPLES = int(os.environ.get("IDSTITCH_FUZZ_EXAMPLES", "40"))
 fuzz_settings = settings(
@@ -29,23 +31,46 @@ fuzz_settings = settings(
 )
 
 
-def fuzz_config(data_dir: Path) -> ServerConfig:
+def fuzz_config(data_dir: Path, database: str | None = None) -> ServerConfig:
     return ServerConfig(
-        data_dir=data_dir, ingest_token=INGEST_TOKEN, secret_key=SECRET_KEY, ingest_rate_limit=0, api_rate_limit=0,
-        max_body_bytes=2 * 1024 * 1024,
+        data_dir=data_dir, database=database, ingest_token=INGEST_TOKEN, secret_key=SECRET_KEY, ingest_rate_limit=0,
+        api_rate_limit=0, max_body_bytes=2 * 1024 * 1024,
     )
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """`fuzz_store` as the root conftest's `store`, once per module and store."""
+    if "fuzz_store" in metafunc.fixturenames:
+        both = metafunc.definition.get_closest_marker("both_stores") is not None
+        metafunc.parametrize("fuzz_store", STORES if both else STORES[:1], indirect=True, scope="module")
+
+
 @pytest.fixture(scope="module")
-def fuzz_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    config = fuzz_config(tmp_path_factory.mktemp("fuzz") / "data")
+def fuzz_store(request: pytest.FixtureRequest) -> str | None:
+    """The `--database` of the module's fuzz app: None (SQLite), or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return None
+    from idstitch.store.backends import PostgresStore
+
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    name = f"fuzz_{uuid.uuid4().hex[:12]}"
+    dsn = server.create_database(name)
+    request.addfinalizer(lambda: _drop_quietly(server, name))
+    PostgresStore(dsn).prepare()
+    return dsn
+
+
+@pytest.fixture(scope="module")
+def fuzz_client(tmp_path_factory: pytest.TempPathFactory, fuzz_store: str | None) -> Iterator[TestClient]:
+    config = fuzz_config(tmp_path_factory.mktemp("fuzz") / "data", fuzz_store)
     with TestClient(create_app(config), raise_server_exceptions=False) as client:
-        client.database = config.data_dir / DATABASE_FILE  # type: ignore[attr-defined]
+        client.config = config  # type: ignore[attr-defined]
         yield client
 
 
-def stored_uuids(database: Path, uuids: list[str]) -> set[str]:
-    conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+def stored_uuids(config: ServerConfig, uuids: list[str]) -> set[str]:
+    """Which of `uuids` the store holds events of, read through the store."""
+    conn = config.store().connect(read_only=True)
     try:
         marks = ",".join("?" * len(uuids))
         return {r[0] for r in conn.execute(f"SELECT uuid FROM events WHERE uuid IN ({marks})", uuids)}

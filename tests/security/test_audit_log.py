@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
 
-from idstitch.store.sqlite import DATABASE_FILE
 from tests.privacy.conftest import send
+
+pytestmark = pytest.mark.both_stores
 
 
 def test_merge_split_settings_export_and_delete_are_all_audited_with_the_key(api):
@@ -51,13 +50,18 @@ def test_the_api_has_no_way_to_change_the_audit_log(api, method):
 
 def test_the_database_refuses_to_edit_or_remove_an_audit_entry(api, config):
     api.patch("/api/project/settings", json={"max_user_ids": 2})
-    conn = sqlite3.connect(config.data_dir / DATABASE_FILE, isolation_level=None)  # no transaction left open
+    conn = config.store().connect()  # autocommit on both stores: no transaction left open
     try:
-        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        # sqlite3.IntegrityError on SQLite, a RaiseException from the trigger on PostgreSQL.
+        with pytest.raises(Exception, match="append-only"):
             conn.execute("UPDATE audit_log SET action = 'nothing'")
-        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        with pytest.raises(Exception, match="append-only"):
             conn.execute("UPDATE audit_log SET details = '{}'")
-        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        with pytest.raises(Exception, match="append-only"):
             conn.execute("DELETE FROM audit_log")
+        # What erasure writes (store/privacy.py `_redact_audit`) is the one change allowed.
+        conn.execute("""UPDATE audit_log SET details = '{"changes":"hmac-sha256:00","redacted":true}'""")
     finally:
         conn.close()
+    [entry] = api.get("/api/audit-log").json()["results"]
+    assert entry["details"] == {"changes": "hmac-sha256:00", "redacted": True}

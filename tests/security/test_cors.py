@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from tests.conftest import SECRET_KEY
+
+pytestmark = pytest.mark.both_stores
 
 EVIL = "https://evil.example"
 # Not in the OpenAPI document, and must not grant CORS either.

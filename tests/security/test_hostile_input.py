@@ -19,6 +19,8 @@ from hypothesis import strategies as st
 from tests.conftest import INGEST_TOKEN, SECRET_KEY
 from tests.security.conftest import fuzz_settings, stored_uuids
 
+pytestmark = pytest.mark.both_stores
+
 NATIVE = {"Authorization": f"Bearer {INGEST_TOKEN}"}
 SEGMENT = {"Authorization": "Basic " + base64.b64encode(f"{INGEST_TOKEN}:".encode()).decode()}
 ADMIN = {"Authorization": f"Bearer {SECRET_KEY}"}
@@ -153,7 +155,7 @@ def assert_accepted_events_are_stored(client, response, sent: list) -> None:
         if i not in errors and isinstance(e, dict) and isinstance(e.get("uuid"), str) and e["uuid"]
     ]
     if kept:
-        assert stored_uuids(client.database, kept) == set(kept)
+        assert stored_uuids(client.config, kept) == set(kept)
 
 
 @fuzz_settings

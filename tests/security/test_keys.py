@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
+import pytest
 
-from idstitch.store.sqlite import DATABASE_FILE
 from tests.conftest import INGEST_TOKEN, SECRET_KEY
+from tests.privacy.conftest import read_rows
+
+pytestmark = pytest.mark.both_stores
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -22,9 +24,7 @@ def test_a_created_key_works_is_listed_without_its_secret_and_stops_working_once
     listed = api.get("/api/keys").json()
     assert [k["label"] for k in listed] == ["from environment", "ci"]
     assert all("secret" not in k for k in listed)
-    conn = sqlite3.connect(config.data_dir / DATABASE_FILE)
-    assert key["secret"] not in str(conn.execute("SELECT * FROM secret_keys").fetchall())
-    conn.close()
+    assert key["secret"] not in str(read_rows(config, "SELECT * FROM secret_keys"))
 
     revoked = api.delete(f"/api/keys/{key['id']}")
     assert revoked.status_code == 200 and revoked.json()["revoked_at"]

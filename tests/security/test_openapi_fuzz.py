@@ -12,12 +12,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import schemathesis
 from schemathesis import GenerationMode
 
 from idstitch.server.app import create_app
 from tests.conftest import SECRET_KEY
 from tests.security.conftest import FUZZ_EXAMPLES, fuzz_config, fuzz_settings
+
+pytestmark = pytest.mark.both_stores
 
 ADMIN = {"Authorization": f"Bearer {SECRET_KEY}"}
 

@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 from tests.conftest import INGEST_TOKEN, SECRET_KEY
 from tests.security.conftest import fuzz_settings
 
+pytestmark = pytest.mark.both_stores
+
 ADMIN = {"Authorization": f"Bearer {SECRET_KEY}"}
 QUERIES = ["/api/persons/query", "/api/events/query", "/api/sessions/query", "/api/counts"]
 SLOW = 5.0  # seconds; a query slower than this on a few rows is a denial of service

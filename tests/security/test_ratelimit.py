@@ -14,6 +14,8 @@ from idstitch.server.ratelimit import RateLimiter, TokenBucket
 from idstitch.server.state import ServerConfig
 from tests.conftest import INGEST_TOKEN, SECRET_KEY
 
+pytestmark = pytest.mark.both_stores
+
 
 class Clock:
     def __init__(self) -> None:

@@ -1,9 +1,11 @@
 """Who may see and change what in the web UI: sign-in, the session cookie, CSRF, and the headers
-every UI answer carries. In-process, on a real SQLite file."""
+every UI answer carries. In-process, on a real SQLite file and on PostgreSQL."""
 
 from __future__ import annotations
 
+import hashlib
 import re
+import sqlite3
 
 import pytest
 from fastapi.routing import APIRoute
@@ -11,8 +13,13 @@ from fastapi.testclient import TestClient
 
 from idstitch.server import ui_routes
 from idstitch.server.ui_auth import LOGIN_COOKIE, SIGNIN_COOKIE, safe_next
+from idstitch.store import sqlite as sqlite_store
+from idstitch.store.schema import MIGRATIONS
 from tests.conftest import INGEST_TOKEN, SECRET_KEY
+from tests.privacy.conftest import read_rows, sqlite_file
 from tests.ui.conftest import csrf_of, login_nonce, sign_in
+
+pytestmark = pytest.mark.both_stores
 
 PUBLIC = {"/", "/ui", "/ui/", "/ui/login", "/ui/static/{name}"}
 SAMPLE_PARAMS = {"person_id": "0b8a6bb6-4bd0-5d2b-a0f5-2f7b6c7a2c11", "session_id": "sess-1", "key_id": "1", "number": "1"}
@@ -93,8 +100,33 @@ def test_only_a_hash_of_the_session_token_is_stored(client: TestClient, config):
     sign_in(client)
     token = client.cookies.get(SIGNIN_COOKIE)
     assert token
-    database = (config.data_dir / "idstitch.db").read_bytes()
-    assert token.encode() not in database
+    rows = read_rows(config, "SELECT * FROM ui_signins")
+    assert [r[0] for r in rows] == [hashlib.sha256(token.encode()).hexdigest()]
+    assert token not in str(rows)
+    if not config.database:  # the whole SQLite file, free pages included
+        assert token.encode() not in sqlite_file(config).read_bytes()
+
+
+def test_a_sign_ins_table_made_by_an_earlier_version_is_kept(tmp_path, monkeypatch):
+    # Before migration 0004, store/signins.py made the table at the first sign-in.
+    path = tmp_path / "old.db"
+    monkeypatch.setattr(sqlite_store, "MIGRATIONS", tuple(m for m in MIGRATIONS if m[0] != "0004_signins"))
+    sqlite_store.open_database(path).close()
+    old = sqlite3.connect(path)
+    old.execute(
+        "CREATE TABLE IF NOT EXISTS ui_signins (token_hash TEXT PRIMARY KEY, project_id INTEGER NOT NULL,"
+        " key_id INTEGER NOT NULL, created_at TEXT NOT NULL, expires_at TEXT NOT NULL) WITHOUT ROWID"
+    )
+    old.execute("INSERT INTO ui_signins VALUES ('h', 1, 1, '2026-01-01T00:00:00.000000Z', '2026-01-01T12:00:00.000000Z')")
+    old.commit()
+    old.close()
+    monkeypatch.undo()
+    conn = sqlite_store.open_database(path)
+    try:
+        assert "0004_signins" in {r[0] for r in conn.execute("SELECT name FROM migrations")}
+        assert [tuple(r) for r in conn.execute("SELECT token_hash FROM ui_signins")] == [("h",)]
+    finally:
+        conn.close()
 
 
 def test_a_wrong_key_or_the_ingest_token_cannot_sign_in(client: TestClient):

@@ -15,6 +15,8 @@ from idstitch.settings import DEFAULT_PROJECT_SETTINGS
 from tests.conftest import INGEST_TOKEN, SECRET_KEY
 from tests.ui.conftest import csrf_of
 
+pytestmark = pytest.mark.both_stores
+
 
 @pytest.mark.parametrize(
     "text, value",

@@ -7,18 +7,18 @@ A compiled filter is a boolean expression over one row of the query it is put in
     sessions  FROM sessions s LEFT JOIN distinct_ids sp ON ...      person = sp.person_id
     events    FROM events e LEFT JOIN distinct_ids d ON ...         person = d.person_id
 
-Comparisons read JSON (a person attribute's stored value, or an event's properties) with
-`json_type` and `json_extract`, so types never mix: "1" does not equal 1, and a boolean is not a
-number. Times compare through `julianday()`, which reads ISO-8601 texts in any UTC offset.
+Comparisons read JSON (a person attribute's stored value, or an event's properties) through the
+store's dialect (store/dialects.py: `json_type` and `json_extract` on SQLite, jsonb on
+PostgreSQL), so types never mix: "1" does not equal 1, and a boolean is not a number. Times
+compare as SQLite's `julianday()` reads them: ISO-8601 texts in any UTC offset.
 """
 
 from __future__ import annotations
 
-import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 import msgspec
@@ -40,22 +40,16 @@ from idstitch.query.filters import (
     parse_filter,
 )
 from idstitch.query.moments import julian_day, parse_moment
-from idstitch.query.patterns import PatternGuard
+from idstitch.query.patterns import MAX_SUBJECT_LENGTH, PatternGuard, pattern_for
+from idstitch.store.connection import Connection
+from idstitch.store.dialects import PatternRefused, Sql, StatementTimeout
 
 T = TypeVar("T")
 
 _encode = msgspec.json.Encoder().encode
 
-
-@dataclass(frozen=True, slots=True)
-class Sql:
-    """A piece of SQL and its parameters, in the order of its `?` marks."""
-
-    text: str
-    params: tuple[Any, ...] = ()
-
-
-TRUE = Sql("1")
+# TRUE and FALSE are SQL both stores read (SQLite's are 1 and 0), so a condition can be one.
+TRUE = Sql("TRUE")
 
 
 def join(parts: list[Sql], glue: str) -> Sql:
@@ -67,7 +61,7 @@ def join(parts: list[Sql], glue: str) -> Sql:
 
 
 def negate(part: Sql) -> Sql:
-    return Sql(f"(NOT coalesce({part.text}, 0))", part.params)
+    return Sql(f"(NOT coalesce({part.text}, FALSE))", part.params)
 
 
 class Scope(StrEnum):
@@ -92,16 +86,12 @@ EVENTS = Target(Scope.EVENTS, "d.person_id", "e")
 _ORDER = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<=", "after": ">", "before": "<"}
 
 
-def property_path(key: str) -> str:
-    """The JSON path of a top-level key (filters.py refuses keys this cannot express)."""
-    return f'$."{key}"'
-
-
 class Compiler:
     """Compiles filters for one project at one moment (relative times resolve against `now`)."""
 
-    def __init__(self, conn: sqlite3.Connection, project_id: int, now: datetime) -> None:
+    def __init__(self, conn: Connection, project_id: int, now: datetime) -> None:
         self.conn = conn
+        self.dialect = conn.dialect
         self.project_id = project_id
         self.now = now
         self._nodes = 0
@@ -159,11 +149,11 @@ class Compiler:
             texts = [_encode(v).decode() for v in values]
             found = Sql(
                 f"coalesce({target.person} IN (SELECT {a}.person_id FROM person_attributes {a} WHERE {a}.key = ?"
-                f" AND {a}.value IN ({_marks(texts)}) AND {a}.kind != 'unset'), 0)",
+                f" AND {a}.value IN ({_marks(texts)}) AND {a}.kind != 'unset'), FALSE)",
                 (node.attribute, *texts),
             )
             return negate(found) if node.op in NEGATIVE_OPS else found
-        test = self._compare(f"{a}.value", "$", node.op, node.value, path)
+        test = self._compare(self.dialect.json_document(f"{a}.value"), None, node.op, node.value, path)
         found = Sql(
             f"EXISTS (SELECT 1 FROM person_attributes {a} WHERE {a}.person_id = {target.person}"
             f" AND {a}.key = ? AND {a}.kind != 'unset' AND {test.text})",
@@ -172,7 +162,7 @@ class Compiler:
         return negate(found) if node.op in NEGATIVE_OPS else found
 
     def _property(self, node: PropertyCondition, target: Target, path: str) -> Sql:
-        key = property_path(node.property)
+        key = node.property
         if target.scope is Scope.PERSONS:
             raise FilterError([(
                 f"{path}.property",
@@ -181,16 +171,18 @@ class Compiler:
             )])
         if target.scope is Scope.EVENTS:
             test = self._compare(f"{target.row}.properties", key, node.op, node.value, path)
-            found = Sql(f"coalesce({test.text}, 0)", test.params)
+            found = Sql(f"coalesce({test.text}, FALSE)", test.params)
         else:
             se = self._alias("se")
             s = target.row
             test = self._compare(f"{se}.properties", key, node.op, node.value, path)
             found = Sql(
-                f"EXISTS (SELECT 1 FROM events {se} WHERE {se}.project_id = {s}.project_id"
-                f" AND {se}.distinct_id IN (SELECT value FROM json_each({s}.distinct_ids))"
-                f" AND {se}.timestamp BETWEEN {s}.first_at AND {s}.last_at AND {se}.session_id = {s}.session_id"
-                f" AND {test.text})",
+                self.dialect.exists_per_row(
+                    f"SELECT 1 FROM events {se} WHERE {se}.project_id = {s}.project_id"
+                    f" AND {se}.distinct_id IN (SELECT value FROM {self.dialect.json_array_values(f'{s}.distinct_ids')})"
+                    f" AND {se}.timestamp BETWEEN {s}.first_at AND {s}.last_at AND {se}.session_id = {s}.session_id"
+                    f" AND {test.text}"
+                ),
                 test.params,
             )
         return negate(found) if node.op in NEGATIVE_OPS else found
@@ -211,7 +203,7 @@ class Compiler:
         return Sql(
             f"coalesce({target.person} IN (SELECT {dd}.person_id FROM events {ev} JOIN distinct_ids {dd}"
             f" ON {dd}.project_id = {ev}.project_id AND {dd}.distinct_id = {ev}.distinct_id"
-            f" WHERE {where.text} GROUP BY {dd}.person_id HAVING count(*) >= ?), 0)",
+            f" WHERE {where.text} GROUP BY {dd}.person_id HAVING count(*) >= ?), FALSE)",
             (*where.params, node.min_count),
         )
 
@@ -229,55 +221,28 @@ class Compiler:
 
     # -- comparisons ---------------------------------------------------------------------------
 
-    def _compare(self, doc: str, key: str, op: str, value: Any, path: str) -> Sql:
-        """The positive form of `op` on the JSON value at `key` of `doc` (negation is the caller's)."""
+    def _compare(self, doc: str, key: str | None, op: str, value: Any, path: str) -> Sql:
+        """The positive form of `op` on the JSON value at `key` of `doc` (None: `doc` itself);
+        negation is the caller's."""
         op = NEGATIVE_OPS.get(op, op)
-        jt, jv = f"json_type({doc}, ?)", f"json_extract({doc}, ?)"
+        dialect = self.dialect
         if op == "is_set":
-            return Sql(f"coalesce({jt}, 'null') != 'null'", (key,))
+            return dialect.json_is_set(doc, key)
         if op in ("equals", "in"):
-            return _equals(doc, key, value if op == "in" else [value])
+            return dialect.json_in(doc, key, value if op == "in" else [value])
         if op == "contains":
-            je = self._alias("je")
-            if isinstance(value, str):
-                return Sql(
-                    f"(({jt} = 'text' AND instr(lower({jv}), lower(?)) > 0) OR ({jt} = 'array' AND EXISTS"
-                    f" (SELECT 1 FROM json_each({doc}, ?) {je} WHERE {je}.type = 'text' AND {je}.value = ?)))",
-                    (key, key, value, key, key, value),
-                )
-            element = _element_test(je, value)
-            return Sql(
-                f"({jt} = 'array' AND EXISTS (SELECT 1 FROM json_each({doc}, ?) {je} WHERE {element.text}))",
-                (key, key, *element.params),
-            )
+            return dialect.json_contains(doc, key, value, self._alias("je"))
         if op == "regex":
-            return Sql(f"({jt} = 'text' AND idstitch_regex(?, {jv}))", (key, value, key))
+            try:
+                pattern = pattern_for(dialect.regex_syntax, value)
+            except ValueError as error:
+                raise FilterError([(f"{path}.value", str(error))]) from None
+            return dialect.json_matches(doc, key, pattern, longest=MAX_SUBJECT_LENGTH)
         sign = _ORDER[op]
         if op in ("gt", "gte", "lt", "lte") and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return Sql(f"({jt} IN ('integer', 'real') AND {jv} {sign} ?)", (key, key, value))
+            return dialect.json_compare_number(doc, key, sign, value)
         moment = self.moment(value, f"{path}.value")
-        return Sql(f"({jt} = 'text' AND julianday({jv}) {sign} ?)", (key, key, julian_day(moment)))
-
-
-def _equals(doc: str, key: str, values: list[Any]) -> Sql:
-    jt, jv = f"json_type({doc}, ?)", f"json_extract({doc}, ?)"
-    strings = [v for v in values if isinstance(v, str)]
-    numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    types = sorted({("true" if v else "false") for v in values if isinstance(v, bool)} | ({"null"} if None in values else set()))
-    parts = []
-    if strings:
-        parts.append(Sql(f"({jt} = 'text' AND {jv} IN ({_marks(strings)}))", (key, key, *strings)))
-    if numbers:
-        parts.append(Sql(f"({jt} IN ('integer', 'real') AND {jv} IN ({_marks(numbers)}))", (key, key, *numbers)))
-    if types:
-        parts.append(Sql(f"{jt} IN ({_marks(types)})", (key, *types)))
-    return join(parts, "OR")
-
-
-def _element_test(alias: str, value: Any) -> Sql:
-    if isinstance(value, bool):
-        return Sql(f"{alias}.type = ?", ("true" if value else "false",))
-    return Sql(f"{alias}.type IN ('integer', 'real') AND {alias}.value = ?", (value,))
+        return dialect.json_compare_time(doc, key, sign, julian_day(moment))
 
 
 def _marks(values: list[Any]) -> str:
@@ -292,16 +257,27 @@ def where_clause(compiler: Compiler, target: Target, node: FilterNode | None, se
     return join(parts, "AND")
 
 
-def run_guarded(conn: sqlite3.Connection, project_id: int, now: datetime, fn: Callable[[sqlite3.Connection, Compiler], T]) -> T:
-    """Run a query function with a compiler for the project, under the regex time budget.
+def run_guarded(conn: Connection, project_id: int, now: datetime, fn: Callable[[Connection, Compiler], T]) -> T:
+    """Run a query function with a compiler for the project, under the query time budget.
 
-    A regex that spends its budget aborts the query; that is the filter's fault, said as such.
+    A regex that spends its budget (SQLite), or a statement that outlasts it (PostgreSQL), aborts
+    the query; that is the filter's fault, said as such.
     """
     guard = PatternGuard()
     guard.install(conn)
     try:
-        return fn(conn, Compiler(conn, project_id, now))
-    except sqlite3.OperationalError:
+        with conn.dialect.time_limit(conn, guard.budget):
+            return fn(conn, Compiler(conn, project_id, now))
+    except StatementTimeout:
+        raise FilterError([(
+            "filter",
+            f"this query spent more than {guard.budget:g} s on one statement; use a simpler filter (a regex,"
+            " say) or narrow the query first",
+        )]) from None
+    except PatternRefused as error:
+        raise FilterError([("filter", f"the database refused a regex of this filter: {error}")]) from None
+    except Exception:
+        # The registered function's error reaches here as the driver's (sqlite3.OperationalError).
         if guard.exhausted_by is not None:
             raise FilterError([(
                 "filter",

@@ -13,7 +13,6 @@ attribute unset is counted under `null`. Periods with nothing in them are listed
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Literal
@@ -21,8 +20,10 @@ from typing import Any, Literal
 import msgspec
 
 from idstitch.clock import format_time
-from idstitch.query.compiler import Sql, property_path
+from idstitch.query.compiler import Sql
 from idstitch.query.filters import FilterError
+from idstitch.store.connection import Connection
+from idstitch.store.dialects import Dialect
 
 Measure = Literal["events", "persons", "new_persons"]
 Interval = Literal["day", "week", "month"]
@@ -31,11 +32,11 @@ MAX_PERIODS = 3660
 _decode = msgspec.json.Decoder().decode
 
 
-def _bucket(interval: Interval | None, column: str) -> str:
+def _bucket(dialect: Dialect, interval: Interval | None, column: str) -> str:
     if interval == "day":
         return f"substr({column}, 1, 10)"
     if interval == "week":  # the Monday of the week (ISO weeks)
-        return f"date(substr({column}, 1, 10), '-6 days', 'weekday 1')"
+        return dialect.week_start(f"substr({column}, 1, 10)")
     if interval == "month":
         return f"substr({column}, 1, 7) || '-01'"
     return "''"
@@ -53,7 +54,7 @@ class CountSpec:
     breakdown_limit: int = 25
 
 
-def count(conn: sqlite3.Connection, project_id: int, spec: CountSpec, where: Sql, now: datetime) -> dict[str, Any]:
+def count(conn: Connection, project_id: int, spec: CountSpec, where: Sql, now: datetime) -> dict[str, Any]:
     """Counts per period and breakdown value; `where` was compiled for persons (new_persons) or
     for events (the other measures)."""
     if spec.measure == "new_persons":
@@ -88,9 +89,10 @@ def count(conn: sqlite3.Connection, project_id: int, spec: CountSpec, where: Sql
 
 
 def _run(
-    conn: sqlite3.Connection, project_id: int, spec: CountSpec, where: Sql
+    conn: Connection, project_id: int, spec: CountSpec, where: Sql
 ) -> tuple[dict[str | None, dict[str, int]], dict[str | None, int], int]:
-    bucket_of_event = _bucket(spec.interval, "e.timestamp")
+    dialect = conn.dialect
+    bucket_of_event = _bucket(dialect, spec.interval, "e.timestamp")
     conditions = [Sql("e.project_id = ?", (project_id,))]
     if spec.events:
         conditions.append(Sql(f"e.event IN ({','.join('?' * len(spec.events))})", spec.events))
@@ -105,7 +107,7 @@ def _run(
 
     if spec.measure == "events":
         if spec.breakdown_property:
-            breakdown, joined = Sql("e.properties -> ?", (property_path(spec.breakdown_property),)), Sql("")
+            breakdown, joined = dialect.json_text_at("e.properties", spec.breakdown_property), Sql("")
         elif attribute:
             breakdown = Sql("b.value")
             joined = Sql(" LEFT JOIN person_attributes b ON b.person_id = d.person_id AND b.key = ? AND b.kind != 'unset'", (attribute,))
@@ -122,7 +124,7 @@ def _run(
     if spec.measure == "persons":
         # One pass: the distinct (period, person, value) rows, with the attribute read once per
         # row of that (small) set; periods, totals and the overall count are unions of persons.
-        value = Sql("e.properties -> ?", (property_path(spec.breakdown_property),)) if spec.breakdown_property else Sql("NULL")
+        value = dialect.json_text_at("e.properties", spec.breakdown_property) if spec.breakdown_property else Sql("NULL")
         inner = (
             f"SELECT DISTINCT {bucket_of_event} AS period, d.person_id AS person_id, {value.text} AS value"
             f" {events_from} WHERE d.person_id IS NOT NULL AND {event_where.text}"
@@ -153,7 +155,7 @@ def _run(
         conditions.append(Sql("p.created_at < ?", (format_time(spec.before),)))
     conditions.append(where)
     person_where = Sql(" AND ".join(c.text for c in conditions), tuple(v for c in conditions for v in c.params))
-    bucket_of_person = _bucket(spec.interval, "p.created_at")
+    bucket_of_person = _bucket(dialect, spec.interval, "p.created_at")
     rows = conn.execute(
         f"SELECT {bucket_of_person}, NULL, count(*) FROM persons p WHERE {person_where.text} GROUP BY 1",
         person_where.params,
@@ -162,8 +164,8 @@ def _run(
         # Read only the persons that have the attribute (person_attributes_by_key), then count
         # the others as everyone minus them: a lookup per person would cost a B-tree search each.
         having = conn.execute(
-            f"SELECT {bucket_of_person}, b.value, count(*) FROM person_attributes b CROSS JOIN persons p"
-            f" ON p.id = b.person_id WHERE b.key = ? AND b.kind != 'unset' AND {person_where.text} GROUP BY 1, 2",
+            f"SELECT {bucket_of_person}, b.value, count(*) FROM person_attributes b {dialect.join_each('persons', 'p', 'p.id = b.person_id')}"
+            f" WHERE b.key = ? AND b.kind != 'unset' AND {person_where.text} GROUP BY 1, 2",
             (attribute, *person_where.params),
         ).fetchall()
         without = {period: number for period, _, number in rows}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import datetime
 from typing import Any
 
@@ -11,13 +10,14 @@ import msgspec
 from idstitch.clock import format_time
 from idstitch.query.compiler import Sql
 from idstitch.query.people import distinct_ids_of, summaries
+from idstitch.store.connection import Connection
 from idstitch.store.reads import Page, decode_cursor, encode_cursor, event_from_row
 
 _decode = msgspec.json.Decoder().decode
 
 
 def events_page(
-    conn: sqlite3.Connection,
+    conn: Connection,
     project_id: int,
     where: Sql,
     *,
@@ -50,8 +50,8 @@ def events_page(
         params += [session_id, row[1] if row else "", row[2] if row else ""]
     if ids is not None:
         # A person's or a session's ids are few: walk their part of the index, never the whole table.
-        source = "events e INDEXED BY events_by_distinct_id"
-        conditions.append(f"e.distinct_id IN ({','.join('?' * len(ids))})" if ids else "0")
+        source = f"events e{conn.dialect.indexed_by('events_by_distinct_id')}"
+        conditions.append(f"e.distinct_id IN ({','.join('?' * len(ids))})" if ids else "FALSE")
         params += ids
     if names:
         conditions.append(f"e.event IN ({','.join('?' * len(names))})")
@@ -65,7 +65,7 @@ def events_page(
     conditions.append(where.text)
     params += where.params
     if cursor:
-        timestamp, seq = decode_cursor(cursor, 2)
+        timestamp, seq = decode_cursor(cursor, 2, (str, int))
         conditions.append("(e.timestamp, e.seq) < (?, ?)")
         params += [timestamp, seq]
     sql = (

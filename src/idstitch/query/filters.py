@@ -35,6 +35,7 @@ These models only check the document; `compiler.py` turns it into SQL.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal, Union
 
@@ -217,7 +218,7 @@ _TAGS = {
     "attribute": "attribute condition", "property": "property condition", "did": "did condition",
     "segment": "segment condition", "and": "and group", "or": "or group", "not": "not group",
 }
-_CLASS_TAGS = {
+_CLASS_TAGS: dict[type, str] = {
     AttributeCondition: "attribute condition", PropertyCondition: "property condition", DidCondition: "did condition",
     SegmentCondition: "segment condition", AllOf: "and group", AnyOf: "or group", NoneOf: "not group",
 }
@@ -292,7 +293,7 @@ def error_path(loc: tuple[Any, ...] | list[Any], root: str = "") -> str:
     return path or "$"
 
 
-def error_reason(error: dict[str, Any]) -> str:
+def error_reason(error: Mapping[str, Any]) -> str:
     message = str(error.get("msg", "invalid"))
     return message.removeprefix("Value error, ")
 

@@ -3,7 +3,6 @@ shown wherever a session or an event names its person (identity-rules.md §5).""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
@@ -13,6 +12,7 @@ from idstitch.attributes import OpKind
 from idstitch.display import avatar_url, display_name
 from idstitch.query.compiler import Sql
 from idstitch.store import reads
+from idstitch.store.connection import Connection
 from idstitch.store.reads import Page, decode_cursor, encode_cursor
 
 _decode = msgspec.json.Decoder().decode
@@ -20,7 +20,7 @@ _SHOWN_KEYS = ("highlightDisplayName", "name", "email", "avatar")
 _CHUNK = 500
 
 
-def summaries(conn: sqlite3.Connection, person_ids: Iterable[str | None]) -> dict[str, dict[str, Any]]:
+def summaries(conn: Connection, person_ids: Iterable[str | None]) -> dict[str, dict[str, Any]]:
     """`{person_id: {id, display_name, avatar_url, is_identified, user_ids}}`, three queries per 500."""
     ids = list(dict.fromkeys(p for p in person_ids if p))
     out: dict[str, dict[str, Any]] = {}
@@ -55,12 +55,12 @@ def summaries(conn: sqlite3.Connection, person_ids: Iterable[str | None]) -> dic
     return out
 
 
-def persons_page(conn: sqlite3.Connection, project_id: int, where: Sql, limit: int, cursor: str | None) -> Page:
+def persons_page(conn: Connection, project_id: int, where: Sql, limit: int, cursor: str | None) -> Page:
     """Persons the filter keeps, newest first, as full persons (ids, properties, display name)."""
     sql = f"SELECT p.id, p.created_at FROM persons p WHERE p.project_id = ? AND {where.text}"
     params: list[Any] = [project_id, *where.params]
     if cursor:
-        created_at, person_id = decode_cursor(cursor, 2)
+        created_at, person_id = decode_cursor(cursor, 2, (str, str))
         sql += " AND (p.created_at, p.id) < (?, ?)"
         params += [created_at, person_id]
     rows = conn.execute(sql + " ORDER BY p.created_at DESC, p.id DESC LIMIT ?", (*params, limit + 1)).fetchall()
@@ -70,7 +70,7 @@ def persons_page(conn: sqlite3.Connection, project_id: int, where: Sql, limit: i
     return Page(results, encode_cursor(rows[-1][1], rows[-1][0]) if more else None)
 
 
-def distinct_ids_of(conn: sqlite3.Connection, project_id: int, person_id: str) -> list[str]:
+def distinct_ids_of(conn: Connection, project_id: int, person_id: str) -> list[str]:
     return [
         r[0]
         for r in conn.execute(

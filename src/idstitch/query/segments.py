@@ -4,7 +4,6 @@ so it always means what its filter says today (PostHog's dynamic cohorts, not a 
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import datetime
 from typing import Any
 
@@ -14,19 +13,20 @@ from idstitch.clock import format_time
 from idstitch.errors import Conflict, NotFound
 from idstitch.query.compiler import EVENTS, Compiler
 from idstitch.query.filters import FilterNode, dump_filter, parse_filter
+from idstitch.store.connection import Connection, Row, returning_id
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
 
 
-def list_segments(conn: sqlite3.Connection, project_id: int) -> list[dict[str, Any]]:
+def list_segments(conn: Connection, project_id: int) -> list[dict[str, Any]]:
     rows = conn.execute(
         "SELECT id, name, description, filter, created_at FROM segments WHERE project_id = ? ORDER BY name", (project_id,)
     )
     return [_segment(r) for r in rows]
 
 
-def get_segment(conn: sqlite3.Connection, project_id: int, segment_id: int) -> dict[str, Any] | None:
+def get_segment(conn: Connection, project_id: int, segment_id: int) -> dict[str, Any] | None:
     row = conn.execute(
         "SELECT id, name, description, filter, created_at FROM segments WHERE project_id = ? AND id = ?",
         (project_id, segment_id),
@@ -35,7 +35,7 @@ def get_segment(conn: sqlite3.Connection, project_id: int, segment_id: int) -> d
 
 
 def create_segment(
-    conn: sqlite3.Connection, project_id: int, name: str, description: str, node: FilterNode, now: datetime
+    conn: Connection, project_id: int, name: str, description: str, node: FilterNode, now: datetime
 ) -> dict[str, Any]:
     """Store a segment (inside the writer's transaction). Its filter must compile for each kind of
     query (segments it names must exist); a name already taken is a Conflict."""
@@ -44,16 +44,17 @@ def create_segment(
     # Events accept every kind of condition, so this checks the segments it names exist (a
     # property condition in a segment later used on persons is reported then, with its path).
     Compiler(conn, project_id, now).compile(node, EVENTS)
-    cursor = conn.execute(
+    segment_id = returning_id(
+        conn,
         "INSERT INTO segments (project_id, name, description, filter, created_at) VALUES (?, ?, ?, ?, ?)",
         (project_id, name, description, _encode(dump_filter(node)).decode(), format_time(now)),
     )
-    found = get_segment(conn, project_id, int(cursor.lastrowid or 0))
+    found = get_segment(conn, project_id, segment_id)
     assert found is not None
     return found
 
 
-def delete_segment(conn: sqlite3.Connection, project_id: int, segment_id: int) -> dict[str, Any]:
+def delete_segment(conn: Connection, project_id: int, segment_id: int) -> dict[str, Any]:
     """Remove a segment (inside the writer's transaction); refused while another segment uses it."""
     found = get_segment(conn, project_id, segment_id)
     if found is None:
@@ -78,7 +79,7 @@ def _segments_named(document: Any) -> set[int]:
     return found
 
 
-def _segment(row: sqlite3.Row) -> dict[str, Any]:
+def _segment(row: Row) -> dict[str, Any]:
     document = _decode(row["filter"])
     parse_filter(document)  # stored documents were validated; fail loudly if the schema moved
     return {

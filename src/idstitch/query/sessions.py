@@ -1,7 +1,7 @@
 """Sessions: the events that share a session id (identity-rules.md §6).
 
 The `sessions` table has one row per session id, kept at ingest by one upsert per batch
-(`store/sqlite.py`): first and last time, event count, number of `$identify` events, entry URL
+(`store/sqlite.py`, `store/postgres.py`): first and last time, event count, number of `$identify` events, entry URL
 (`$current_url` of the earliest event that has one), and the distinct ids seen. Like events, a
 session keeps its distinct ids and its person is resolved through the mapping when it is read, so
 merges and splits never rewrite sessions. The person a session is shown with is the owner of
@@ -19,8 +19,8 @@ Two flags are decided at read time from the mapping and the link log:
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 import msgspec
@@ -28,36 +28,43 @@ import msgspec
 from idstitch.clock import format_time, stored_time
 from idstitch.query.compiler import Sql
 from idstitch.query.people import distinct_ids_of, summaries
+from idstitch.store.connection import Connection, Row
+from idstitch.store.dialects import Dialect
 from idstitch.store.reads import Page, decode_cursor, encode_cursor
 
 _decode = msgspec.json.Decoder().decode
 
-# CROSS JOIN fixes the join order (SQLite's documented way): walk the session's few ids first,
-# then look each up by primary key or index; left to itself the planner may scan the project's
-# whole mapping once per session.
-IDENTIFIED = (
-    "(s.identifies > 0 AND EXISTS (SELECT 1 FROM json_each(s.distinct_ids) ij CROSS JOIN distinct_ids iu"
-    " ON iu.project_id = s.project_id AND iu.distinct_id = ij.value WHERE iu.is_user_id = 1))"
-)
-INFERRED = (
-    f"(NOT {IDENTIFIED} AND EXISTS (SELECT 1 FROM json_each(s.distinct_ids) fj"
-    " CROSS JOIN links fl ON fl.project_id = s.project_id AND fl.source_distinct_id = fj.value"
-    " CROSS JOIN distinct_ids fs ON fs.project_id = s.project_id AND fs.distinct_id = fj.value"
-    " CROSS JOIN distinct_ids ft ON ft.project_id = fl.project_id AND ft.distinct_id = fl.target_distinct_id"
-    " CROSS JOIN events fe ON fe.project_id = fl.project_id AND fe.uuid = fl.event_uuid"
-    " WHERE fl.kind = 'identify' AND fl.outcome IN ('created', 'attached', 'merged')"
-    " AND ft.person_id = fs.person_id AND fe.timestamp >= s.last_at AND fe.session_id IS NOT s.session_id))"
-)
-_COLUMNS = (
-    "s.session_id, s.first_at, s.last_at, s.event_count, s.entry_url, s.distinct_ids, sp.person_id,"
-    f" {IDENTIFIED} AS identified, {INFERRED} AS inferred"
-)
-_FROM = (
-    "FROM sessions s LEFT JOIN distinct_ids sp ON sp.project_id = s.project_id AND sp.distinct_id = s.last_distinct_id"
-)
+
+@cache
+def _sql(dialect: Dialect) -> tuple[str, str, str, str]:
+    """The `identified` and `inferred` tests of a session row `s`, the columns of a page, and
+    the join to the person a session ended as (`sp`)."""
+    # Walk the session's few ids first, then look each up by primary key or index; left to
+    # itself a planner may scan the project's whole mapping (or link log) once per session.
+    join, ids = dialect.join_each, dialect.json_array_values("s.distinct_ids")
+    identified = (
+        f"(s.identifies > 0 AND EXISTS (SELECT 1 FROM {ids} ij"
+        f" {join('distinct_ids', 'iu', 'iu.project_id = s.project_id AND iu.distinct_id = ij.value')}"
+        " WHERE iu.is_user_id = 1))"
+    )
+    inferred = (
+        f"(NOT {identified} AND EXISTS (SELECT 1 FROM {ids} fj"
+        f" {join('links', 'fl', 'fl.project_id = s.project_id AND fl.source_distinct_id = fj.value')}"
+        f" {join('distinct_ids', 'fs', 'fs.project_id = s.project_id AND fs.distinct_id = fj.value')}"
+        f" {join('distinct_ids', 'ft', 'ft.project_id = fl.project_id AND ft.distinct_id = fl.target_distinct_id')}"
+        f" {join('events', 'fe', 'fe.project_id = fl.project_id AND fe.uuid = fl.event_uuid')}"
+        " WHERE fl.kind = 'identify' AND fl.outcome IN ('created', 'attached', 'merged')"
+        f" AND ft.person_id = fs.person_id AND fe.timestamp >= s.last_at AND fe.session_id {dialect.is_distinct_from} s.session_id))"
+    )
+    columns = (
+        "s.session_id, s.first_at, s.last_at, s.event_count, s.entry_url, s.distinct_ids, sp.person_id,"
+        f" {identified} AS identified, {inferred} AS inferred"
+    )
+    person = join("distinct_ids", "sp", "sp.project_id = s.project_id AND sp.distinct_id = s.last_distinct_id", outer=True)
+    return identified, inferred, columns, person
 
 
-def session_ids_of(conn: sqlite3.Connection, project_id: int, distinct_ids: list[str]) -> list[str]:
+def session_ids_of(conn: Connection, project_id: int, distinct_ids: list[str]) -> list[str]:
     """The sessions any of these ids took part in (through the events index by distinct id)."""
     if not distinct_ids:
         return []
@@ -71,7 +78,7 @@ def session_ids_of(conn: sqlite3.Connection, project_id: int, distinct_ids: list
 
 
 def sessions_page(
-    conn: sqlite3.Connection,
+    conn: Connection,
     project_id: int,
     where: Sql,
     *,
@@ -85,7 +92,9 @@ def sessions_page(
     cursor: str | None = None,
 ) -> Page:
     """Sessions, newest first by start; `after`/`before` (datetimes) bound the start time."""
-    sql = f"SELECT {_COLUMNS} {_FROM} WHERE s.project_id = ?"
+    dialect = conn.dialect
+    identified_sql, inferred_sql, columns, person = _sql(dialect)
+    sql = f"SELECT {columns} FROM sessions s {person} WHERE s.project_id = ?"
     params: list[Any] = [project_id]
     if person_id is not None or distinct_id is not None:
         ids: list[str] = []
@@ -95,9 +104,9 @@ def sessions_page(
             ids = [distinct_id] if person_id is None or distinct_id in ids else []
         # Drive from the few sessions of these ids (primary key lookups), not from the time index.
         sql = (
-            f"SELECT {_COLUMNS} FROM json_each(?) picked CROSS JOIN sessions s"
-            " ON s.project_id = ? AND s.session_id = picked.value"
-            f" {_FROM.removeprefix('FROM sessions s ')} WHERE 1"
+            f"SELECT {columns} FROM {dialect.json_array_values('?')} picked"
+            f" {dialect.join_each('sessions', 's', 's.project_id = ? AND s.session_id = picked.value')}"
+            f" {person} WHERE TRUE"
         )
         params = [msgspec.json.encode(session_ids_of(conn, project_id, ids)).decode(), project_id]
     if after is not None:
@@ -106,16 +115,17 @@ def sessions_page(
     if before is not None:
         sql += " AND s.first_at < ?"
         params.append(format_time(before))
+    # The flags are bound as booleans: SQLite reads them as 1 and 0, PostgreSQL as booleans.
     if identified is not None:
-        sql += f" AND {IDENTIFIED} = ?"
-        params.append(int(identified))
+        sql += f" AND {identified_sql} = ?"
+        params.append(identified)
     if inferred is not None:
-        sql += f" AND {INFERRED} = ?"
-        params.append(int(inferred))
+        sql += f" AND {inferred_sql} = ?"
+        params.append(inferred)
     sql += f" AND {where.text}"
     params += where.params
     if cursor:
-        first_at, session_id = decode_cursor(cursor, 2)
+        first_at, session_id = decode_cursor(cursor, 2, (str, str))
         sql += " AND (s.first_at, s.session_id) < (?, ?)"
         params += [first_at, session_id]
     rows = conn.execute(sql + " ORDER BY s.first_at DESC, s.session_id DESC LIMIT ?", (*params, limit + 1)).fetchall()
@@ -126,7 +136,7 @@ def sessions_page(
     return Page(results, encode_cursor(rows[-1]["first_at"], rows[-1]["session_id"]) if more else None)
 
 
-def _session(row: sqlite3.Row, people: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def _session(row: Row, people: dict[str, dict[str, Any]]) -> dict[str, Any]:
     started, ended = row["first_at"], row["last_at"]
     return {
         "session_id": row["session_id"],

@@ -6,7 +6,6 @@ go through the one writer, so they are ordered with ingestion.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
@@ -22,6 +21,7 @@ from idstitch.ingest.pipeline import WriteContext, apply_imports
 from idstitch.server import schemas
 from idstitch.server.state import AppState
 from idstitch.store import reads
+from idstitch.store.connection import Connection
 from idstitch.store.projects import Project, SecretKey, save_settings
 
 T = TypeVar("T")
@@ -49,7 +49,7 @@ Key = Annotated[SecretKey, Depends(secret_key)]
 router = APIRouter(prefix="/api", tags=["api"])
 
 
-async def _read(request: Request, fn: Callable[[sqlite3.Connection], T]) -> T:
+async def _read(request: Request, fn: Callable[[Connection], T]) -> T:
     state = _state(request)
     return await run_in_threadpool(lambda: fn(state.reader()))
 
@@ -96,7 +96,7 @@ async def persons(
 ) -> Any:
     """The person owning `distinct_id` (404 if none), or without it a page of persons, newest first."""
     if distinct_id is not None:
-        def lookup(conn: sqlite3.Connection) -> dict[str, Any] | None:
+        def lookup(conn: Connection) -> dict[str, Any] | None:
             person_id = reads.person_id_for_distinct_id(conn, key.project_id, distinct_id)
             return reads.person(conn, key.project_id, person_id) if person_id else None
 
@@ -172,7 +172,7 @@ async def split(request: Request, key: Key, person_id: str, body: schemas.SplitR
     ids = tuple(body.distinct_ids) if body.distinct_ids is not None else None
     await _admin(request, key, Split(person_id, ids, _actor(key)))
 
-    def after(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    def after(conn: Connection) -> list[dict[str, Any]]:
         owners = {reads.person_id_for_distinct_id(conn, key.project_id, d) for d in before["distinct_ids"]}
         return [p for o in sorted(o for o in owners if o) if (p := reads.person(conn, key.project_id, o))]
 

@@ -7,7 +7,6 @@ asked; the audit entry names the person only by a keyed hash (store/privacy.py).
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
@@ -21,6 +20,7 @@ from idstitch.server import schemas
 from idstitch.server.api_routes import Key
 from idstitch.server.state import AppState
 from idstitch.store import privacy
+from idstitch.store.connection import Connection
 from idstitch.store.privacy import Selector
 from idstitch.store.projects import SecretKey
 
@@ -28,7 +28,8 @@ T = TypeVar("T")
 router = APIRouter(prefix="/api", tags=["privacy"])
 
 MAX_SELECTOR_LENGTH = 1000
-_SQLITE_MAX_INT = 2**63 - 1
+# Row ids are 64-bit signed integers in both stores.
+MAX_ROW_ID = 2**63 - 1
 
 
 # -- shapes ----------------------------------------------------------------------------------
@@ -167,7 +168,7 @@ def _http_error(error: IdstitchError) -> HTTPException:
     return HTTPException(status, str(error))
 
 
-async def _read(request: Request, fn: Callable[[sqlite3.Connection], T]) -> T:
+async def _read(request: Request, fn: Callable[[Connection], T]) -> T:
     state = _state(request)
     try:
         return await run_in_threadpool(lambda: fn(state.reader()))
@@ -195,7 +196,7 @@ SelectorParam = Annotated[str | None, Query(min_length=1, max_length=MAX_SELECTO
 async def _audited_lookup(request: Request, key: SecretKey, selector: Selector, action: str, export: bool) -> dict[str, Any]:
     state = _state(request)
 
-    def read(conn: sqlite3.Connection) -> dict[str, Any]:
+    def read(conn: Connection) -> dict[str, Any]:
         if export:
             return privacy.export_document(conn, key.project_id, selector, state.now())
         return privacy.lookup(conn, key.project_id, selector)
@@ -310,7 +311,7 @@ async def create_key(request: Request, key: Key, body: KeyRequest | None = None)
 
 
 @router.delete("/keys/{key_id}", response_model=KeyInfo)
-async def revoke_key(request: Request, key: Key, key_id: Annotated[int, Path(ge=1, le=_SQLITE_MAX_INT)]) -> Any:
+async def revoke_key(request: Request, key: Key, key_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)]) -> Any:
     """Revoke a secret key: it stops working with the next request. The last active key cannot
     be revoked (409): create another first."""
     return await _write(

@@ -7,7 +7,6 @@ Bad input of any kind (a filter, a parameter, a time) gets a 400 whose body name
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
@@ -32,6 +31,7 @@ from idstitch.server import query_schemas as schemas
 from idstitch.server.api_routes import Key
 from idstitch.server.state import AppState
 from idstitch.store import reads
+from idstitch.store.connection import Connection
 from idstitch.store.projects import SecretKey
 
 T = TypeVar("T")
@@ -84,7 +84,7 @@ def _http_error(error: IdstitchError) -> HTTPException:
     return HTTPException({NotFound: 404, Conflict: 409}.get(type(error), 400), str(error))
 
 
-async def _query(request: Request, key: SecretKey, fn: Callable[[sqlite3.Connection, Compiler], T]) -> T:
+async def _query(request: Request, key: SecretKey, fn: Callable[[Connection, Compiler], T]) -> T:
     """Run `fn` on this thread's read connection, with a compiler and a regex time budget."""
     state = _state(request)
     now = state.now()
@@ -129,7 +129,7 @@ def _page(page: reads.Page) -> dict[str, Any]:
 async def query_persons(request: Request, key: Key, body: schemas.PersonQuery) -> Any:
     """Persons the filter (and saved segment) keeps, newest first, paged."""
 
-    def run(conn: sqlite3.Connection, compiler: Compiler) -> reads.Page:
+    def run(conn: Connection, compiler: Compiler) -> reads.Page:
         where = where_clause(compiler, PERSONS, body.filter, body.segment_id)
         return people.persons_page(conn, key.project_id, where, body.limit, body.cursor)
 
@@ -188,7 +188,7 @@ async def update_attributes(request: Request, key: Key, body: schemas.AttributeU
 
     result = await _write(request, apply)
 
-    def person(conn: sqlite3.Connection, _: Compiler) -> dict[str, Any] | None:
+    def person(conn: Connection, _: Compiler) -> dict[str, Any] | None:
         person_id = reads.person_id_for_distinct_id(conn, key.project_id, body.distinct_id)
         return reads.person(conn, key.project_id, person_id) if person_id else None
 
@@ -209,7 +209,7 @@ async def _sessions(request: Request, key: SecretKey, query: schemas.SessionQuer
     now = _state(request).now()
     after, before = _moment(query.after, "after", now), _moment(query.before, "before", now)
 
-    def run(conn: sqlite3.Connection, compiler: Compiler) -> reads.Page:
+    def run(conn: Connection, compiler: Compiler) -> reads.Page:
         where = where_clause(compiler, SESSIONS, query.filter, query.segment_id)
         return sessions.sessions_page(
             conn, key.project_id, where, person_id=query.person_id, distinct_id=query.distinct_id,
@@ -286,7 +286,7 @@ async def query_events(request: Request, key: Key, body: schemas.EventQuery) -> 
     now = _state(request).now()
     after, before = _moment(body.after, "after", now), _moment(body.before, "before", now)
 
-    def run(conn: sqlite3.Connection, compiler: Compiler) -> reads.Page:
+    def run(conn: Connection, compiler: Compiler) -> reads.Page:
         where = where_clause(compiler, EVENTS, body.filter, body.segment_id)
         return events.events_page(
             conn, key.project_id, where, names=body.events, person_id=body.person_id, distinct_id=body.distinct_id,
@@ -313,7 +313,7 @@ async def count(request: Request, key: Key, body: schemas.CountQuery) -> Any:
     )
     target = PERSONS if body.measure == "new_persons" else EVENTS
 
-    def run(conn: sqlite3.Connection, compiler: Compiler) -> dict[str, Any]:
+    def run(conn: Connection, compiler: Compiler) -> dict[str, Any]:
         where = where_clause(compiler, target, body.filter, body.segment_id)
         return counts.count(conn, key.project_id, spec, where, now)
 

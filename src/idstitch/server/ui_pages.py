@@ -4,7 +4,6 @@ one writer."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -19,6 +18,7 @@ from idstitch.query.compiler import Compiler, run_guarded
 from idstitch.query.filters import FilterError
 from idstitch.query.moments import parse_moment
 from idstitch.server.ui_auth import CSRF_FIELD, SIGNIN_COOKIE, csrf_token, state_of
+from idstitch.store.connection import Connection
 from idstitch.store.projects import SecretKey
 from idstitch.web.pages import render
 
@@ -53,7 +53,7 @@ def message_page(request: Request, key: SecretKey | None, status_code: int, titl
     return page(request, key, "error.html", "", status_code=status_code, title=title, message=message)
 
 
-async def query(request: Request, key: SecretKey, fn: Callable[[sqlite3.Connection, Compiler], T]) -> T:
+async def query(request: Request, key: SecretKey, fn: Callable[[Connection, Compiler], T]) -> T:
     """Run `fn` on this thread's read connection with a compiler for the key's project and the
     regex time budget (query_routes does the same for the API)."""
     state = state_of(request)

@@ -6,7 +6,6 @@ saving and deleting are CSRF-checked POSTs through the writer, audited as the AP
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 from urllib.parse import urlencode
 
@@ -24,6 +23,7 @@ from idstitch.server.ui_auth import UIRoute, require_form, require_key, state_of
 from idstitch.server.ui_forms import KINDS, OPS, FormError, Row
 from idstitch.server.ui_pages import actor, moment, page, positive_id, problems, query, redirect, write
 from idstitch.store import summaries
+from idstitch.store.connection import Connection
 from idstitch.store.projects import SecretKey
 from idstitch.web import charts
 
@@ -107,7 +107,7 @@ async def segments_page(request: Request) -> Response:
     loaded_id = positive_id(params.get("segment_id", ""))
     now = state_of(request).now()
 
-    def run(conn: sqlite3.Connection, compiler: Compiler) -> dict[str, Any]:
+    def run(conn: Connection, compiler: Compiler) -> dict[str, Any]:
         data: dict[str, Any] = {
             "saved": saved.list_segments(conn, key.project_id),
             "event_names": summaries.event_names(conn, key.project_id),
@@ -128,7 +128,10 @@ async def segments_page(request: Request) -> Response:
             data.setdefault("document", None)
         return data
 
-    data = await query(request, key, run)
+    try:
+        data = await query(request, key, run)
+    except FilterError as error:  # the query ran out of its time budget (a regex, or a statement)
+        return page(request, key, "error.html", "segments", status_code=400, title="Query stopped", message=problems(error))
     rows = list(data.pop("rows"))
     while len(rows) < MIN_ROWS:
         rows.append(Row())
@@ -142,14 +145,14 @@ def _int(text: str) -> int:
     return int(text) if text.isdigit() else 0
 
 
-def _fill(conn: sqlite3.Connection, compiler: Compiler, key: SecretKey, node: FilterNode | None,
+def _fill(conn: Connection, compiler: Compiler, key: SecretKey, node: FilterNode | None,
           options: dict[str, str], now: Any, data: dict[str, Any]) -> None:
     """The chart, and the persons the filter keeps (a preview and a capped count)."""
     try:
         where = where_clause(compiler, PERSONS, node, None)
         data["persons"] = people.persons_page(conn, key.project_id, where, PREVIEW, None).results
         data["matching"] = conn.execute(
-            f"SELECT count(*) FROM (SELECT 1 FROM persons p WHERE p.project_id = ? AND {where.text} LIMIT ?)",
+            f"SELECT count(*) FROM (SELECT 1 FROM persons p WHERE p.project_id = ? AND {where.text} LIMIT ?) AS kept",
             (key.project_id, *where.params, COUNT_CAP + 1),
         ).fetchone()[0]
     except FilterError as error:

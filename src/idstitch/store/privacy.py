@@ -27,7 +27,6 @@ import hashlib
 import hmac
 import re
 import secrets
-import sqlite3
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
@@ -40,6 +39,7 @@ from idstitch.clock import format_time
 from idstitch.errors import Conflict, InvalidRequest, NotFound
 from idstitch.outcomes import Rejection
 from idstitch.store import reads
+from idstitch.store.connection import Connection, Row
 from idstitch.store.persons import encode_json
 from idstitch.store.projects import add_secret_key, hash_key
 
@@ -87,7 +87,7 @@ class Selector:
 # -- keyed hashes ----------------------------------------------------------------------------
 
 
-def privacy_key(conn: sqlite3.Connection, project_id: int) -> bytes:
+def privacy_key(conn: Connection, project_id: int) -> bytes:
     row = conn.execute("SELECT hmac_key FROM privacy_keys WHERE project_id = ?", (project_id,)).fetchone()
     if row is None:
         raise NotFound(f"Project {project_id} has no privacy key")
@@ -102,7 +102,7 @@ def keyed_hash(key: bytes, value: str) -> str:
 # -- finding a person ------------------------------------------------------------------------
 
 
-def find_person_ids(conn: sqlite3.Connection, project_id: int, selector: Selector) -> list[str]:
+def find_person_ids(conn: Connection, project_id: int, selector: Selector) -> list[str]:
     """The persons the selector names: by any distinct id, by user id, by email, or by id."""
     kind, value = selector.kind, selector.value
     if kind == "person_id":
@@ -117,18 +117,31 @@ def find_person_ids(conn: sqlite3.Connection, project_id: int, selector: Selecto
             (project_id, value),
         )
     else:
-        # The `email` attribute, case-insensitively (an index on lower(value) serves it), and a
+        # The `email` attribute, ignoring ASCII case (an index on lower(value) serves it), and a
         # distinct id equal to the email: many sites identify by email.
+        equals, needle = _email_equals(conn, "a.value", reads.ascii_lower(encode_json(value)))
         rows = conn.execute(
             "SELECT a.person_id FROM person_attributes a JOIN persons p ON p.id = a.person_id"
-            " WHERE a.key = 'email' AND lower(a.value) = lower(?) AND p.project_id = ?"
+            f" WHERE a.key = 'email' AND {equals} AND p.project_id = ?"
             " UNION SELECT person_id FROM distinct_ids WHERE project_id = ? AND distinct_id IN (?, ?)",
-            (encode_json(value), project_id, project_id, value, value.lower()),
+            (*needle, project_id, project_id, value, value.lower()),
         )
     return sorted({r[0] for r in rows})
 
 
-def _distinct_ids_of(conn: sqlite3.Connection, person_ids: Sequence[str]) -> list[str]:
+def _email_equals(conn: Connection, column: str, needle: str) -> tuple[str, tuple[str, ...]]:
+    """`column` equals `needle` (ASCII-lowered) ignoring ASCII case, and the parameters.
+
+    SQLite's lower() folds ASCII only. PostgreSQL's folds other letters too under most
+    collations: there the index on lower(value) finds the candidates, and lower() under the
+    "C" collation (ASCII only, as SQLite's) decides.
+    """
+    if conn.dialect.name == "postgresql":
+        return f'lower({column}) = lower(CAST(? AS text)) AND lower({column} COLLATE "C") = ?', (needle, needle)
+    return f"lower({column}) = ?", (needle,)
+
+
+def _distinct_ids_of(conn: Connection, person_ids: Sequence[str]) -> list[str]:
     found: list[str] = []
     for chunk in _chunks(person_ids):
         marks = ",".join("?" * len(chunk))
@@ -142,7 +155,7 @@ def _distinct_ids_of(conn: sqlite3.Connection, person_ids: Sequence[str]) -> lis
     return found
 
 
-def _emails_of(conn: sqlite3.Connection, person_ids: Sequence[str]) -> list[str]:
+def _emails_of(conn: Connection, person_ids: Sequence[str]) -> list[str]:
     emails: list[str] = []
     for chunk in _chunks(person_ids):
         marks = ",".join("?" * len(chunk))
@@ -172,7 +185,7 @@ class _Subject:
         return _Needles.build(self.distinct_ids + self.person_ids, self.emails)
 
 
-def _subject(conn: sqlite3.Connection, project_id: int, selector: Selector) -> _Subject:
+def _subject(conn: Connection, project_id: int, selector: Selector) -> _Subject:
     person_ids = find_person_ids(conn, project_id, selector)
     owned = {p: _distinct_ids_of(conn, [p]) for p in person_ids}
     all_owned = {d for ids in owned.values() for d in ids}
@@ -188,12 +201,8 @@ def _subject(conn: sqlite3.Connection, project_id: int, selector: Selector) -> _
 # -- searching JSON columns for a person's ids -----------------------------------------------
 
 
-_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
-
-
-def _ascii_lower(text: str) -> str:
-    # SQLite's lower() folds ASCII only; fold the needle the same way so both sides agree.
-    return text.translate(_ASCII_LOWER)
+# The SQL folds ASCII case only (`_contains`); fold the needles the same way so both sides agree.
+_ascii_lower = reads.ascii_lower
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,7 +229,7 @@ class _Needles:
         return bool(self.exact or self.contained)
 
     def sql_patterns(self, json_column: bool) -> list[tuple[bool, str]]:
-        """(fold case?, substring) pairs for `instr` over a JSON (or plain text) column."""
+        """(fold case?, substring) pairs for `_contains` over a JSON (or plain text) column."""
         patterns: list[tuple[bool, str]] = []
         if json_column:
             patterns += [(False, encode_json(i)) for i in sorted(self.exact)]
@@ -257,19 +266,30 @@ _SEARCHED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 
 
-def _ids_mentioning(conn: sqlite3.Connection, table: str, project_id: int, needles: _Needles) -> list[int]:
+def _contains(conn: Connection, column: str, fold: bool) -> str:
+    """`column` holds the bound text (`fold`: ignoring ASCII case). A JSON column is searched in
+    its text: as written on SQLite; on PostgreSQL as jsonb prints it, which differs only in the
+    spaces between tokens (its strings are escaped as msgspec escapes them). "C": lower() then
+    folds ASCII only, as SQLite's does."""
+    if conn.dialect.name == "postgresql":
+        text = f'CAST({column} AS text) COLLATE "C"'
+        return f"strpos({f'lower({text})' if fold else text}, ?) > 0"
+    return f"instr({f'lower({column})' if fold else column}, ?) > 0"
+
+
+def _ids_mentioning(conn: Connection, table: str, project_id: int, needles: _Needles) -> list[int]:
     """Row ids of `table` whose JSON (or text) columns mention one of the needles."""
     if not needles:
         return []
     json_columns, text_columns = _SEARCHED[table]
     tests: list[tuple[str, str]] = []
     for column in json_columns:
-        tests += [(f"lower({column})" if fold else column, p) for fold, p in needles.sql_patterns(True)]
+        tests += [(_contains(conn, column, fold), p) for fold, p in needles.sql_patterns(True)]
     for column in text_columns:
-        tests += [(f"lower({column})" if fold else column, p) for fold, p in needles.sql_patterns(False)]
+        tests += [(_contains(conn, column, fold), p) for fold, p in needles.sql_patterns(False)]
     found: set[int] = set()
     for chunk in _chunks(tests):
-        where = " OR ".join(f"instr({expr}, ?) > 0" for expr, _ in chunk)
+        where = " OR ".join(test for test, _ in chunk)
         found.update(
             r[0]
             for r in conn.execute(
@@ -279,8 +299,8 @@ def _ids_mentioning(conn: sqlite3.Connection, table: str, project_id: int, needl
     return sorted(found)
 
 
-def _rows(conn: sqlite3.Connection, table: str, ids: Sequence[int]) -> list[sqlite3.Row]:
-    rows: list[sqlite3.Row] = []
+def _rows(conn: Connection, table: str, ids: Sequence[int]) -> list[Row]:
+    rows: list[Row] = []
     for chunk in _chunks(ids):
         marks = ",".join("?" * len(chunk))
         rows += conn.execute(f"SELECT * FROM {table} WHERE id IN ({marks}) ORDER BY id", chunk).fetchall()
@@ -290,8 +310,8 @@ def _rows(conn: sqlite3.Connection, table: str, ids: Sequence[int]) -> list[sqli
 # -- lookup and export -----------------------------------------------------------------------
 
 
-def _events(conn: sqlite3.Connection, project_id: int, distinct_ids: Sequence[str]) -> list[dict[str, Any]]:
-    rows: list[sqlite3.Row] = []
+def _events(conn: Connection, project_id: int, distinct_ids: Sequence[str]) -> list[dict[str, Any]]:
+    rows: list[Row] = []
     for chunk in _chunks(distinct_ids):
         marks = ",".join("?" * len(chunk))
         rows += conn.execute(
@@ -331,7 +351,7 @@ def sessions_of(events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(sessions.values(), key=lambda s: (s["started_at"], s["session_id"]))
 
 
-def _warning(row: sqlite3.Row) -> dict[str, Any]:
+def _warning(row: Row) -> dict[str, Any]:
     return {
         "id": row["id"],
         "type": row["type"],
@@ -342,11 +362,11 @@ def _warning(row: sqlite3.Row) -> dict[str, Any]:
     }
 
 
-def _dead_letter(row: sqlite3.Row) -> dict[str, Any]:
+def _dead_letter(row: Row) -> dict[str, Any]:
     return {"id": row["id"], "reason": row["reason"], "payload": _decode(row["payload"]), "received_at": row["received_at"]}
 
 
-def lookup(conn: sqlite3.Connection, project_id: int, selector: Selector) -> dict[str, Any]:
+def lookup(conn: Connection, project_id: int, selector: Selector) -> dict[str, Any]:
     """Every person the selector names, with all its ids, attributes, sessions, events, links,
     and the warnings and dead letters that mention it; events of named ids that no person owns
     (`$process_person_profile: false`, `identified_only`) under `unattributed_events`."""
@@ -389,19 +409,19 @@ def lookup(conn: sqlite3.Connection, project_id: int, selector: Selector) -> dic
     }
 
 
-def export_document(conn: sqlite3.Connection, project_id: int, selector: Selector, now: datetime) -> dict[str, Any]:
+def export_document(conn: Connection, project_id: int, selector: Selector, now: datetime) -> dict[str, Any]:
     """The lookup as one self-describing JSON document (a subject access request's answer)."""
     return {"format": "idstitch-person-export/1", "project_id": project_id, "exported_at": format_time(now),
             **lookup(conn, project_id, selector)}
 
 
-def audit_selector(conn: sqlite3.Connection, project_id: int, selector: Selector) -> dict[str, str]:
+def audit_selector(conn: Connection, project_id: int, selector: Selector) -> dict[str, str]:
     """How an audit entry names whom it was about: the kind and a keyed hash, never the value,
     so that erasing the person later leaves nothing to redact."""
     return {"selector": selector.kind, "selector_hash": HASH_PREFIX + keyed_hash(privacy_key(conn, project_id), selector.value)}
 
 
-def write_audit(conn: sqlite3.Connection, project_id: int, actor: str, action: str, details: dict[str, Any], now: datetime) -> None:
+def write_audit(conn: Connection, project_id: int, actor: str, action: str, details: dict[str, Any], now: datetime) -> None:
     conn.execute(
         "INSERT INTO audit_log (project_id, actor, action, details, created_at) VALUES (?, ?, ?, ?, ?)",
         (project_id, actor, action, encode_json(details), format_time(now)),
@@ -432,7 +452,7 @@ class ErasureReport:
 
 
 def erase(
-    conn: sqlite3.Connection,
+    conn: Connection,
     project_id: int,
     selector: Selector,
     *,
@@ -455,7 +475,11 @@ def erase(
     needles = subject.needles()
     report = ErasureReport()
     # Overwrite freed pages with zeros, so erased rows do not linger in the file's free space.
-    conn.execute("PRAGMA secure_delete = ON")
+    # PostgreSQL has no equivalent: the dead rows stay in the table's pages until (auto)vacuum
+    # reuses them (store/backends.py `forget_erased`).
+    secure_delete = conn.dialect.name == "sqlite"
+    if secure_delete:
+        conn.execute("PRAGMA secure_delete = ON")
     try:
         sessions = _session_ids(conn, project_id, subject)
         _erase_events(conn, project_id, subject, keep_anonymised_counts, report)
@@ -467,13 +491,12 @@ def erase(
         report.persons = _delete_in(conn, "DELETE FROM persons WHERE project_id = ? AND id IN ({})", subject.person_ids, project_id)
         report.links = _delete_links(conn, project_id, subject)
         for table in ("warnings", "dead_letters", "segments"):
-            if table == "segments" and not _has_table(conn, table):
-                continue
-            ids = _ids_mentioning(conn, table, project_id, needles)
-            setattr(report, table, getattr(report, table) + _delete_in(conn, f"DELETE FROM {table} WHERE id IN ({{}})", ids))
+            row_ids = _ids_mentioning(conn, table, project_id, needles)
+            setattr(report, table, getattr(report, table) + _delete_in(conn, f"DELETE FROM {table} WHERE id IN ({{}})", row_ids))
         report.audit_entries_redacted = _redact_audit(conn, project_id, needles, key)
     finally:
-        conn.execute("PRAGMA secure_delete = OFF")
+        if secure_delete:
+            conn.execute("PRAGMA secure_delete = OFF")
     report.found = any(
         (report.persons, report.distinct_ids, report.events_deleted, report.events_anonymised, report.links,
          report.warnings, report.dead_letters, report.audit_entries_redacted, report.sessions, report.segments)
@@ -483,7 +506,7 @@ def erase(
         if selector.kind == "email":
             ids |= {selector.value, selector.value.lower()}
         conn.executemany(
-            "INSERT OR IGNORE INTO suppressions (project_id, id_hash, created_at) VALUES (?, ?, ?)",
+            "INSERT INTO suppressions (project_id, id_hash, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
             [(project_id, keyed_hash(key, d), format_time(now)) for d in sorted(ids)],
         )
         report.suppressed_ids = len(ids)
@@ -499,18 +522,30 @@ def erase(
 
 
 def _erase_events(
-    conn: sqlite3.Connection, project_id: int, subject: _Subject, keep: bool, report: ErasureReport
+    conn: Connection, project_id: int, subject: _Subject, keep: bool, report: ErasureReport
 ) -> None:
+    # PostgreSQL keeps each event's uuid unique in `event_uuids` (a unique index on its
+    # partitioned events table could not): that row goes with its event, and follows an
+    # anonymised event to its new uuid, so an event sent again after an erasure is stored again
+    # (or dropped, when suppressed) as on SQLite, where the uuid index goes with the row.
+    uuids_apart = conn.dialect.name == "postgresql"
     groups = [*subject.owned_ids.values(), subject.loose_ids]
     for ids in groups:
         if not ids:
             continue
-        uuids = [r[0] for chunk in _chunks(ids) for r in conn.execute(
-            f"SELECT uuid FROM events WHERE project_id = ? AND distinct_id IN ({','.join('?' * len(chunk))})",
-            (project_id, *chunk),
-        )]
+        rows = [
+            (r[0], r[1], r[2])
+            for chunk in _chunks(ids)
+            for r in conn.execute(
+                f"SELECT seq, uuid, event FROM events WHERE project_id = ? AND distinct_id IN ({','.join('?' * len(chunk))})",
+                (project_id, *chunk),
+            )
+        ]
+        uuids = [u for _, u, _ in rows]
         # Warnings name the events they are about; those events are going.
         report.warnings += _delete_in(conn, "DELETE FROM warnings WHERE project_id = ? AND event_uuid IN ({})", uuids, project_id)
+        if uuids_apart:
+            _delete_in(conn, "DELETE FROM event_uuids WHERE project_id = ? AND uuid IN ({})", uuids, project_id)
         if not keep:
             report.events_deleted += _delete_in(
                 conn, "DELETE FROM events WHERE project_id = ? AND distinct_id IN ({})", ids, project_id
@@ -518,30 +553,21 @@ def _erase_events(
             continue
         token = "$erased-" + secrets.token_hex(8)
         needles = _Needles.build(ids, subject.emails)
-        rows = [
-            r
-            for chunk in _chunks(ids)
-            for r in conn.execute(
-                f"SELECT seq, event FROM events WHERE project_id = ? AND distinct_id IN ({','.join('?' * len(chunk))})",
-                (project_id, *chunk),
-            )
-        ]
+        changes = [(token, str(uuid.uuid4()), "$erased" if needles.matches(name) else name, seq) for seq, _, name in rows]
         conn.executemany(
             "UPDATE events SET distinct_id = ?, uuid = ?, event = ?, properties = '{}', ops = NULL,"
             " session_id = NULL, process_person = 0 WHERE seq = ?",
-            [(token, str(uuid.uuid4()), "$erased" if needles.matches(name) else name, seq) for seq, name in rows],
+            changes,
         )
+        if uuids_apart:
+            conn.executemany(
+                "INSERT INTO event_uuids (project_id, uuid) VALUES (?, ?)", [(project_id, new) for _, new, _, _ in changes]
+            )
         report.events_anonymised += len(rows)
 
 
-def _has_table(conn: sqlite3.Connection, name: str) -> bool:
-    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
-
-
-def _session_ids(conn: sqlite3.Connection, project_id: int, subject: _Subject) -> list[str]:
+def _session_ids(conn: Connection, project_id: int, subject: _Subject) -> list[str]:
     """Sessions holding the subject's events, or listing its ids (the `sessions` summaries)."""
-    if not _has_table(conn, "sessions"):
-        return []
     found: set[str] = set()
     for chunk in _chunks(subject.distinct_ids):
         marks = ",".join("?" * len(chunk))
@@ -553,7 +579,7 @@ def _session_ids(conn: sqlite3.Connection, project_id: int, subject: _Subject) -
                 (project_id, *chunk),
             )
         )
-        listed = " OR ".join("instr(distinct_ids, ?) > 0" for _ in chunk)
+        listed = " OR ".join(_contains(conn, "distinct_ids", fold=False) for _ in chunk)
         found.update(
             r[0]
             for r in conn.execute(
@@ -564,37 +590,53 @@ def _session_ids(conn: sqlite3.Connection, project_id: int, subject: _Subject) -
     return sorted(found)
 
 
-# The summary of each session from its events, as migration 0002 first built the table.
-_SESSIONS_FROM_EVENTS = """
-WITH ranked AS (
-    SELECT project_id, session_id, distinct_id, timestamp, event,
-           json_extract(properties, '$."$current_url"') AS url,
-           row_number() OVER (PARTITION BY project_id, session_id ORDER BY timestamp DESC, seq DESC) AS from_last,
-           row_number() OVER (PARTITION BY project_id, session_id
-                              ORDER BY json_extract(properties, '$."$current_url"') IS NULL, timestamp, seq) AS from_entry
-    FROM events WHERE project_id = ? AND session_id IN ({})
-)
-INSERT INTO sessions (project_id, session_id, first_at, last_at, event_count, identifies, entry_at,
-                      entry_url, distinct_ids, last_distinct_id)
-SELECT project_id, session_id, min(timestamp), max(timestamp), count(*), sum(event = '$identify'),
-       max(CASE WHEN from_entry = 1 AND url IS NOT NULL THEN timestamp END),
-       max(CASE WHEN from_entry = 1 THEN url END),
-       json_group_array(DISTINCT distinct_id),
-       max(CASE WHEN from_last = 1 THEN distinct_id END)
-FROM ranked GROUP BY project_id, session_id
-"""
-
-
-def _rebuild_sessions(conn: sqlite3.Connection, project_id: int, session_ids: Sequence[str]) -> int:
+def _rebuild_sessions(conn: Connection, project_id: int, session_ids: Sequence[str]) -> int:
     """Drop the summaries of the sessions the erased events were in, then sum up again what
     other ids' events remain in them (a session shared by two ids keeps the other's part)."""
     deleted = _delete_in(conn, "DELETE FROM sessions WHERE project_id = ? AND session_id IN ({})", session_ids, project_id)
+    summaries: dict[str, list[Any]] = {}
     for chunk in _chunks(session_ids):
-        conn.execute(_SESSIONS_FROM_EVENTS.format(",".join("?" * len(chunk))), (project_id, *chunk))
+        for session_id, distinct_id, name, timestamp, properties in conn.execute(
+            "SELECT session_id, distinct_id, event, timestamp, properties FROM events"
+            f" WHERE project_id = ? AND session_id IN ({','.join('?' * len(chunk))}) ORDER BY seq",
+            (project_id, *chunk),
+        ):
+            _add_to_summary(summaries, session_id, distinct_id, name, timestamp, _decode(properties))
+    conn.executemany(
+        "INSERT INTO sessions (project_id, session_id, first_at, last_at, event_count, identifies, entry_at,"
+        " entry_url, distinct_ids, last_distinct_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(project_id, session_id, *s[:6], encode_json(s[6]), s[7]) for session_id, s in sorted(summaries.items())],
+    )
     return deleted
 
 
-def _delete_links(conn: sqlite3.Connection, project_id: int, subject: _Subject) -> int:
+def _add_to_summary(
+    summaries: dict[str, list[Any]], session_id: str, distinct_id: str, name: str, timestamp: str, properties: Any
+) -> None:
+    """One event (in arrival order) into its session's summary, summed up as ingest does
+    (store/persons.py `session_rows`): first and last time, the last time's id, count, identifies,
+    entry time and URL (the earliest string `$current_url`), the ids in order of appearance."""
+    url = properties.get("$current_url") if isinstance(properties, dict) else None
+    url_at = timestamp if isinstance(url, str) else None
+    s = summaries.get(session_id)
+    if s is None:
+        summaries[session_id] = [
+            timestamp, timestamp, 1, int(name == "$identify"), url_at, url if url_at else None, [distinct_id], distinct_id
+        ]
+        return
+    if timestamp < s[0]:
+        s[0] = timestamp
+    if timestamp >= s[1]:
+        s[1], s[7] = timestamp, distinct_id
+    s[2] += 1
+    s[3] += name == "$identify"
+    if url_at is not None and (s[4] is None or url_at < s[4]):
+        s[4], s[5] = url_at, url
+    if distinct_id not in s[6]:
+        s[6].append(distinct_id)
+
+
+def _delete_links(conn: Connection, project_id: int, subject: _Subject) -> int:
     count = _delete_in(
         conn,
         "DELETE FROM links WHERE project_id = ? AND (target_distinct_id IN ({0}) OR source_distinct_id IN ({0}))",
@@ -612,7 +654,7 @@ def _delete_links(conn: sqlite3.Connection, project_id: int, subject: _Subject) 
     return count
 
 
-def _redact_audit(conn: sqlite3.Connection, project_id: int, needles: _Needles, key: bytes) -> int:
+def _redact_audit(conn: Connection, project_id: int, needles: _Needles, key: bytes) -> int:
     """Replace mentions in audit details by keyed hashes; the entries themselves stay (the
     trigger allows only this: the same row with `"redacted": true` details)."""
     rows = _rows(conn, "audit_log", _ids_mentioning(conn, "audit_log", project_id, needles))
@@ -625,7 +667,7 @@ def _redact_audit(conn: sqlite3.Connection, project_id: int, needles: _Needles, 
     return len(rows)
 
 
-def _delete_in(conn: sqlite3.Connection, sql: str, values: Sequence[Any], *leading: Any, repeat: int = 1) -> int:
+def _delete_in(conn: Connection, sql: str, values: Sequence[Any], *leading: Any, repeat: int = 1) -> int:
     count = 0
     for chunk in _chunks(values):
         marks = ",".join("?" * len(chunk))
@@ -672,7 +714,7 @@ def _payload_ids(payload: Any) -> list[str]:
 
 
 def drop_suppressed(
-    conn: sqlite3.Connection, project_id: int, commands: Sequence[Any], rejected_payloads: Sequence[Any], now: datetime
+    conn: Connection, project_id: int, commands: Sequence[Any], rejected_payloads: Sequence[Any], now: datetime
 ) -> tuple[frozenset[int], frozenset[int]]:
     """Positions of the commands (and rejected payloads) that carry a suppressed id; counts them.
 
@@ -705,17 +747,17 @@ def drop_suppressed(
     return dropped, dropped_rejects
 
 
-def count_dropped(conn: sqlite3.Connection, project_id: int, count: int, now: datetime) -> None:
+def count_dropped(conn: Connection, project_id: int, count: int, now: datetime) -> None:
     if count:
         conn.execute(
             "INSERT INTO suppressed_events (project_id, dropped, last_dropped_at) VALUES (?, ?, ?)"
-            " ON CONFLICT (project_id) DO UPDATE SET dropped = dropped + excluded.dropped,"
+            " ON CONFLICT (project_id) DO UPDATE SET dropped = suppressed_events.dropped + excluded.dropped,"
             " last_dropped_at = excluded.last_dropped_at",
             (project_id, count, format_time(now)),
         )
 
 
-def is_suppressed(conn: sqlite3.Connection, project_id: int, distinct_id: str) -> bool:
+def is_suppressed(conn: Connection, project_id: int, distinct_id: str) -> bool:
     return (
         conn.execute(
             "SELECT 1 FROM suppressions WHERE project_id = ? AND id_hash = ?",
@@ -725,7 +767,7 @@ def is_suppressed(conn: sqlite3.Connection, project_id: int, distinct_id: str) -
     )
 
 
-def suppression_stats(conn: sqlite3.Connection, project_id: int) -> dict[str, Any]:
+def suppression_stats(conn: Connection, project_id: int) -> dict[str, Any]:
     ids = conn.execute("SELECT count(*) FROM suppressions WHERE project_id = ?", (project_id,)).fetchone()[0]
     row = conn.execute(
         "SELECT dropped, last_dropped_at FROM suppressed_events WHERE project_id = ?", (project_id,)
@@ -740,7 +782,7 @@ def suppression_stats(conn: sqlite3.Connection, project_id: int) -> dict[str, An
 # -- the audit log ---------------------------------------------------------------------------
 
 
-def audit_page(conn: sqlite3.Connection, project_id: int, limit: int, cursor: str | None) -> reads.Page:
+def audit_page(conn: Connection, project_id: int, limit: int, cursor: str | None) -> reads.Page:
     """Audit entries, newest first. There is no function to change one: the log is append-only."""
     sql = "SELECT * FROM audit_log WHERE project_id = ?"
     params: list[Any] = [project_id]
@@ -764,11 +806,11 @@ def audit_page(conn: sqlite3.Connection, project_id: int, limit: int, cursor: st
 # -- secret keys -----------------------------------------------------------------------------
 
 
-def _key_row(row: sqlite3.Row) -> dict[str, Any]:
+def _key_row(row: Row) -> dict[str, Any]:
     return {"id": row["id"], "label": row["label"], "created_at": row["created_at"], "revoked_at": row["revoked_at"]}
 
 
-def list_secret_keys(conn: sqlite3.Connection, project_id: int) -> list[dict[str, Any]]:
+def list_secret_keys(conn: Connection, project_id: int) -> list[dict[str, Any]]:
     """The project's secret keys by id and label; the secrets themselves are not stored."""
     rows = conn.execute(
         "SELECT id, label, created_at, revoked_at FROM secret_keys WHERE project_id = ? ORDER BY id", (project_id,)
@@ -776,7 +818,7 @@ def list_secret_keys(conn: sqlite3.Connection, project_id: int) -> list[dict[str
     return [_key_row(r) for r in rows]
 
 
-def create_secret_key(conn: sqlite3.Connection, project_id: int, label: str, actor: str, now: datetime) -> dict[str, Any]:
+def create_secret_key(conn: Connection, project_id: int, label: str, actor: str, now: datetime) -> dict[str, Any]:
     """A new random secret key: returned once with its secret, stored as a hash."""
     secret = add_secret_key(conn, project_id, label, now)
     row = conn.execute(
@@ -787,7 +829,7 @@ def create_secret_key(conn: sqlite3.Connection, project_id: int, label: str, act
     return {**created, "secret": secret}
 
 
-def revoke_secret_key(conn: sqlite3.Connection, project_id: int, key_id: int, actor: str, now: datetime) -> dict[str, Any]:
+def revoke_secret_key(conn: Connection, project_id: int, key_id: int, actor: str, now: datetime) -> dict[str, Any]:
     """Revoke a key; it stops working with the next request. The last active key cannot be
     revoked (that would lock everyone out of the API): create another one first."""
     row = conn.execute(

@@ -7,7 +7,6 @@ Lists are paged by keyset cursors (the last row's sort key), never by offset, so
 from __future__ import annotations
 
 import base64
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +16,7 @@ import msgspec
 from idstitch.attributes import AttributeType, OpKind
 from idstitch.display import avatar_url, display_name
 from idstitch.errors import InvalidRequest
+from idstitch.store.connection import Connection, Row
 
 _decode = msgspec.json.Decoder().decode
 
@@ -31,32 +31,62 @@ def encode_cursor(*parts: Any) -> str:
     return base64.urlsafe_b64encode(msgspec.json.encode(list(parts))).decode()
 
 
-def decode_cursor(cursor: str, arity: int) -> list[Any]:
+def decode_cursor(cursor: str, arity: int, kinds: tuple[type, ...] | None = None) -> list[Any]:
+    """The sort key a cursor holds; `kinds` (one type per part) makes a forged cursor whose part
+    has another type a 400 too: PostgreSQL refuses to compare a bigint column with a text, where
+    SQLite compared them by its type order and answered a wrong page."""
     try:
         parts = msgspec.json.decode(base64.urlsafe_b64decode(cursor.encode()))
     except (ValueError, msgspec.DecodeError):
         raise InvalidRequest(f"cursor {cursor!r} is not one this API gave out") from None
     if not isinstance(parts, list) or len(parts) != arity or not all(map(_is_sort_key, parts)):
         raise InvalidRequest(f"cursor {cursor!r} is not one this API gave out")
+    if kinds is not None and not all(_is_kind(part, kind) for part, kind in zip(parts, kinds)):
+        raise InvalidRequest(f"cursor {cursor!r} is not one this API gave out")
     return parts
 
 
 def _is_sort_key(part: Any) -> bool:
-    # What a cursor can hold and SQLite can bind: a forged `[[], {}]` was a 500, not a 400.
+    # What a cursor can hold and both stores can bind: a forged `[[], {}]` was a 500, not a 400.
+    # No NUL in a text: no stored id or time has one, and PostgreSQL cannot even bind it.
     if isinstance(part, int) and not isinstance(part, bool):
         return -(2**63) <= part < 2**63
-    return isinstance(part, (str, float))
+    if isinstance(part, str):
+        return "\x00" not in part
+    return isinstance(part, float)
 
 
-def person_id_for_distinct_id(conn: sqlite3.Connection, project_id: int, distinct_id: str) -> str | None:
+def _is_kind(part: Any, kind: type) -> bool:
+    return isinstance(part, kind) and not (kind is int and isinstance(part, bool))
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def ascii_lower(text: str) -> str:
+    """`text` with A-Z folded only: SQLite's lower() (PostgreSQL's under the "C" collation)."""
+    return text.translate(_ASCII_LOWER)
+
+
+def free_of_nul(*texts: str) -> bool:
+    """Whether every text can be a stored id or name: none holds NUL (ids.py refuses it at ingest,
+    and PostgreSQL cannot compare with it), so a lookup by such a text finds nothing."""
+    return not any("\x00" in text for text in texts)
+
+
+def person_id_for_distinct_id(conn: Connection, project_id: int, distinct_id: str) -> str | None:
+    if not free_of_nul(distinct_id):
+        return None
     row = conn.execute(
         "SELECT person_id FROM distinct_ids WHERE project_id = ? AND distinct_id = ?", (project_id, distinct_id)
     ).fetchone()
     return row[0] if row else None
 
 
-def person(conn: sqlite3.Connection, project_id: int, person_id: str) -> dict[str, Any] | None:
+def person(conn: Connection, project_id: int, person_id: str) -> dict[str, Any] | None:
     """A person with its ids, properties and display fields, or None."""
+    if not free_of_nul(person_id):
+        return None
     row = conn.execute(
         "SELECT id, created_at, is_identified FROM persons WHERE id = ? AND project_id = ?", (person_id, project_id)
     ).fetchone()
@@ -65,7 +95,7 @@ def person(conn: sqlite3.Connection, project_id: int, person_id: str) -> dict[st
     return _persons_from_rows(conn, [row])[0]
 
 
-def _persons_from_rows(conn: sqlite3.Connection, rows: list[sqlite3.Row]) -> list[dict[str, Any]]:
+def _persons_from_rows(conn: Connection, rows: list[Row]) -> list[dict[str, Any]]:
     if not rows:
         return []
     ids = [r[0] for r in rows]
@@ -84,7 +114,8 @@ def _persons_from_rows(conn: sqlite3.Connection, rows: list[sqlite3.Row]) -> lis
     ):
         properties[person_id][key] = _decode(value) if value is not None else None
     out = []
-    for person_id, created_at, is_identified in rows:
+    for row in rows:
+        person_id, created_at, is_identified = row[0], row[1], row[2]
         props = properties[person_id]
         user_ids = [d for d, is_user_id in distinct[person_id] if is_user_id]
         out.append(
@@ -102,12 +133,12 @@ def _persons_from_rows(conn: sqlite3.Connection, rows: list[sqlite3.Row]) -> lis
     return out
 
 
-def persons_page(conn: sqlite3.Connection, project_id: int, limit: int, cursor: str | None) -> Page:
+def persons_page(conn: Connection, project_id: int, limit: int, cursor: str | None) -> Page:
     """Persons, newest first."""
     sql = "SELECT id, created_at, is_identified FROM persons WHERE project_id = ?"
     params: list[Any] = [project_id]
     if cursor:
-        created_at, person_id = decode_cursor(cursor, 2)
+        created_at, person_id = decode_cursor(cursor, 2, (str, str))
         sql += " AND (created_at, id) < (?, ?)"
         params += [created_at, person_id]
     sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
@@ -118,8 +149,10 @@ def persons_page(conn: sqlite3.Connection, project_id: int, limit: int, cursor: 
     return Page(_persons_from_rows(conn, rows), next_cursor)
 
 
-def attributes(conn: sqlite3.Connection, person_id: str) -> list[dict[str, Any]]:
+def attributes(conn: Connection, person_id: str) -> list[dict[str, Any]]:
     """Each present attribute with its type, when it was set, by which operation and event."""
+    if not free_of_nul(person_id):
+        return []
     rows = conn.execute(
         "SELECT key, value, type, kind, time, event_uuid FROM person_attributes"
         " WHERE person_id = ? AND kind != ? ORDER BY key",
@@ -138,8 +171,10 @@ def attributes(conn: sqlite3.Connection, person_id: str) -> list[dict[str, Any]]
     ]
 
 
-def links(conn: sqlite3.Connection, project_id: int, person_id: str) -> list[dict[str, Any]]:
+def links(conn: Connection, project_id: int, person_id: str) -> list[dict[str, Any]]:
     """Every link-log entry that names one of the person's ids or the person itself, oldest first."""
+    if not free_of_nul(person_id):
+        return []
     ids = [r[0] for r in conn.execute("SELECT distinct_id FROM distinct_ids WHERE person_id = ?", (person_id,))]
     marks = ",".join("?" * len(ids)) or "NULL"
     rows = conn.execute(
@@ -151,7 +186,7 @@ def links(conn: sqlite3.Connection, project_id: int, person_id: str) -> list[dic
     return [_link(row) for row in rows]
 
 
-def _link(row: sqlite3.Row) -> dict[str, Any]:
+def _link(row: Row) -> dict[str, Any]:
     outcome = row["outcome"] if row["reason"] is None else f"{row['outcome']}:{row['reason']}"
     return {
         "id": row["id"],
@@ -168,8 +203,10 @@ def _link(row: sqlite3.Row) -> dict[str, Any]:
     }
 
 
-def events_page(conn: sqlite3.Connection, project_id: int, person_id: str, limit: int, cursor: str | None) -> Page:
+def events_page(conn: Connection, project_id: int, person_id: str, limit: int, cursor: str | None) -> Page:
     """The person's events across all its ids, newest first."""
+    if not free_of_nul(person_id):
+        return Page([], None)
     ids = [r[0] for r in conn.execute("SELECT distinct_id FROM distinct_ids WHERE person_id = ?", (person_id,))]
     if not ids:
         return Page([], None)
@@ -180,7 +217,7 @@ def events_page(conn: sqlite3.Connection, project_id: int, person_id: str, limit
     )
     params: list[Any] = [project_id, *ids]
     if cursor:
-        timestamp, seq = decode_cursor(cursor, 2)
+        timestamp, seq = decode_cursor(cursor, 2, (str, int))
         sql += " AND (timestamp, seq) < (?, ?)"
         params += [timestamp, seq]
     sql += " ORDER BY timestamp DESC, seq DESC LIMIT ?"
@@ -191,7 +228,7 @@ def events_page(conn: sqlite3.Connection, project_id: int, person_id: str, limit
     return Page(results, encode_cursor(rows[-1]["timestamp"], rows[-1]["seq"]) if more else None)
 
 
-def event_from_row(row: sqlite3.Row) -> dict[str, Any]:
+def event_from_row(row: Row) -> dict[str, Any]:
     """A stored event as the API shows it."""
     return {
         "uuid": row["uuid"],
@@ -205,16 +242,18 @@ def event_from_row(row: sqlite3.Row) -> dict[str, Any]:
 
 
 def warnings_page(
-    conn: sqlite3.Connection, project_id: int, limit: int, cursor: str | None, warning_type: str | None
+    conn: Connection, project_id: int, limit: int, cursor: str | None, warning_type: str | None
 ) -> Page:
     """Recorded warnings, newest first, optionally of one type."""
+    if warning_type and not free_of_nul(warning_type):
+        return Page([], None)
     sql = "SELECT * FROM warnings WHERE project_id = ?"
     params: list[Any] = [project_id]
     if warning_type:
         sql += " AND type = ?"
         params.append(warning_type)
     if cursor:
-        (last_id,) = decode_cursor(cursor, 1)
+        (last_id,) = decode_cursor(cursor, 1, (int,))
         sql += " AND id < ?"
         params.append(last_id)
     rows = conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*params, limit + 1)).fetchall()
@@ -234,12 +273,12 @@ def warnings_page(
     return Page(results, encode_cursor(rows[-1]["id"]) if more else None)
 
 
-def dead_letters_page(conn: sqlite3.Connection, project_id: int, limit: int, cursor: str | None) -> Page:
+def dead_letters_page(conn: Connection, project_id: int, limit: int, cursor: str | None) -> Page:
     """Rejected events as they were received, newest first."""
     sql = "SELECT * FROM dead_letters WHERE project_id = ?"
     params: list[Any] = [project_id]
     if cursor:
-        (last_id,) = decode_cursor(cursor, 1)
+        (last_id,) = decode_cursor(cursor, 1, (int,))
         sql += " AND id < ?"
         params.append(last_id)
     rows = conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*params, limit + 1)).fetchall()
@@ -252,7 +291,7 @@ def dead_letters_page(conn: sqlite3.Connection, project_id: int, limit: int, cur
     return Page(results, encode_cursor(rows[-1]["id"]) if more else None)
 
 
-def export_persons(conn: sqlite3.Connection, project_id: int, batch: int = 500) -> Iterator[dict[str, Any]]:
+def export_persons(conn: Connection, project_id: int, batch: int = 500) -> Iterator[dict[str, Any]]:
     """Every person of the project, oldest first, in the import format (for JSON lines export)."""
     last: tuple[str, str] = ("", "")
     while True:

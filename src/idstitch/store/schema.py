@@ -201,4 +201,18 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
         CREATE INDEX person_attributes_by_key ON person_attributes(key, value);
         """,
     ),
+    (
+        # store/signins.py: the web UI's sign-ins. Files of earlier versions made the table at
+        # the first sign-in, with this same statement; IF NOT EXISTS keeps those.
+        "0004_signins",
+        """
+        CREATE TABLE IF NOT EXISTS ui_signins (
+            token_hash TEXT PRIMARY KEY,
+            project_id INTEGER NOT NULL,
+            key_id INTEGER NOT NULL,
+            created_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL
+        ) WITHOUT ROWID;
+        """,
+    ),
 )

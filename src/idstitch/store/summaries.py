@@ -5,19 +5,20 @@ read-only connection; each walks an index or a bounded part of one, never every 
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
 
 from idstitch.clock import format_time
+from idstitch.store.connection import Connection, Row
+from idstitch.store.reads import ascii_lower, free_of_nul
 
 _decode = msgspec.json.Decoder().decode
 _CHUNK = 500
 
 
-def last_seen(conn: sqlite3.Connection, project_id: int, person_ids: list[str]) -> dict[str, str | None]:
+def last_seen(conn: Connection, project_id: int, person_ids: list[str]) -> dict[str, str | None]:
     """The newest event time of each person across all its ids (one index seek per id)."""
     out: dict[str, str | None] = {p: None for p in person_ids}
     for start in range(0, len(person_ids), _CHUNK):
@@ -33,8 +34,10 @@ def last_seen(conn: sqlite3.Connection, project_id: int, person_ids: list[str]) 
     return out
 
 
-def distinct_ids_with_dates(conn: sqlite3.Connection, project_id: int, person_id: str) -> list[dict[str, Any]]:
+def distinct_ids_with_dates(conn: Connection, project_id: int, person_id: str) -> list[dict[str, Any]]:
     """The person's ids, user ids first, each with when it joined and its first and last event."""
+    if not free_of_nul(person_id):
+        return []
     rows = conn.execute(
         "SELECT d.distinct_id, d.is_user_id, d.created_at,"
         " (SELECT min(e.timestamp) FROM events e WHERE e.project_id = d.project_id AND e.distinct_id = d.distinct_id),"
@@ -57,7 +60,7 @@ def distinct_ids_with_dates(conn: sqlite3.Connection, project_id: int, person_id
     ]
 
 
-def warnings_for_events(conn: sqlite3.Connection, project_id: int, event_uuids: list[str]) -> dict[str, list[dict[str, Any]]]:
+def warnings_for_events(conn: Connection, project_id: int, event_uuids: list[str]) -> dict[str, list[dict[str, Any]]]:
     """Warnings recorded for these events, by event uuid (for the refusals of a link log)."""
     found: dict[str, list[dict[str, Any]]] = {}
     wanted = list(dict.fromkeys(u for u in event_uuids if u))
@@ -72,7 +75,7 @@ def warnings_for_events(conn: sqlite3.Connection, project_id: int, event_uuids: 
     return found
 
 
-def _warning(row: sqlite3.Row) -> dict[str, Any]:
+def _warning(row: Row) -> dict[str, Any]:
     return {
         "id": row["id"],
         "type": row["type"],
@@ -84,7 +87,7 @@ def _warning(row: sqlite3.Row) -> dict[str, Any]:
 
 
 def warning_overview(
-    conn: sqlite3.Connection, project_id: int, now: datetime, *, days: int = 14, examples: int = 3
+    conn: Connection, project_id: int, now: datetime, *, days: int = 14, examples: int = 3
 ) -> list[dict[str, Any]]:
     """Warnings grouped by type, most recent type first: totals, the last 24 hours and 7 days,
     a count per day (UTC) over the last `days` days, and the newest `examples` of each type."""
@@ -93,7 +96,9 @@ def warning_overview(
     last_24h, last_7d = format_time(now - timedelta(hours=24)), format_time(now - timedelta(days=7))
     groups: dict[str, dict[str, Any]] = {}
     for kind, total, newest, in_24h, in_7d in conn.execute(
-        "SELECT type, count(*), max(created_at), sum(created_at >= ?), sum(created_at >= ?)"
+        # count(CASE ...), not sum(created_at >= ?): PostgreSQL has no sum of booleans.
+        "SELECT type, count(*), max(created_at), count(CASE WHEN created_at >= ? THEN 1 END),"
+        " count(CASE WHEN created_at >= ? THEN 1 END)"
         " FROM warnings WHERE project_id = ? GROUP BY type",
         (last_24h, last_7d, project_id),
     ):
@@ -111,7 +116,7 @@ def warning_overview(
             groups[kind]["daily"][position[day]] = count
     for row in conn.execute(
         "SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY type ORDER BY id DESC) AS newest"
-        " FROM warnings WHERE project_id = ?) WHERE newest <= ? ORDER BY id DESC",
+        " FROM warnings WHERE project_id = ?) AS ranked WHERE newest <= ? ORDER BY id DESC",
         (project_id, examples),
     ):
         if row["type"] in groups:
@@ -119,7 +124,7 @@ def warning_overview(
     return sorted(groups.values(), key=lambda g: g["last_at"], reverse=True)
 
 
-def event_names(conn: sqlite3.Connection, project_id: int, limit: int = 200) -> list[str]:
+def event_names(conn: Connection, project_id: int, limit: int = 200) -> list[str]:
     """Distinct event names, by a skip scan of the events-by-name index (one seek per name)."""
     rows = conn.execute(
         "WITH RECURSIVE names(event) AS ("
@@ -133,7 +138,7 @@ def event_names(conn: sqlite3.Connection, project_id: int, limit: int = 200) -> 
     return [r[0] for r in rows]
 
 
-def recent_attribute_keys(conn: sqlite3.Connection, project_id: int, persons: int = 500) -> list[str]:
+def recent_attribute_keys(conn: Connection, project_id: int, persons: int = 500) -> list[str]:
     """Attribute keys of the most recently created persons (suggestions, not a full inventory)."""
     rows = conn.execute(
         "SELECT DISTINCT a.key FROM (SELECT id FROM persons WHERE project_id = ? ORDER BY created_at DESC LIMIT ?) p"
@@ -143,16 +148,48 @@ def recent_attribute_keys(conn: sqlite3.Connection, project_id: int, persons: in
     return [r[0] for r in rows]
 
 
-def persons_with_email_prefix(conn: sqlite3.Connection, project_id: int, prefix: str, limit: int = 20) -> list[str]:
+def persons_with_email_prefix(conn: Connection, project_id: int, prefix: str, limit: int = 20) -> list[str]:
     """Persons whose `email` starts with `prefix` (ignoring ASCII case), through the email index."""
-    if not prefix or '"' in prefix or "\\" in prefix:
+    if not prefix or '"' in prefix or "\\" in prefix or not free_of_nul(prefix):
         return []
     low = '"' + prefix.lower()
     rows = conn.execute(
-        "SELECT pa.person_id FROM person_attributes pa INDEXED BY person_attributes_by_email"
-        " JOIN persons p ON p.id = pa.person_id WHERE pa.key = 'email' AND lower(pa.value) >= ? AND lower(pa.value) < ? AND pa.kind != 'unset'"
-        " AND p.project_id = ? ORDER BY lower(pa.value) LIMIT ?",
+        _EMAIL_PREFIX[conn.dialect.name],
         (low, low + "\U0010ffff", project_id, limit),
     )
     return [r[0] for r in rows]
 
+
+# A range over lower(value) read as bytes: SQLite's lower() folds ASCII only and compares
+# BINARY; PostgreSQL does the same under the "C" collation, whatever the database's own collation
+# (under another one, a range is not a prefix and lower() folds non-ASCII letters too).
+_EMAIL_PREFIX = {
+    "sqlite": (
+        "SELECT pa.person_id FROM person_attributes pa INDEXED BY person_attributes_by_email"
+        " JOIN persons p ON p.id = pa.person_id WHERE pa.key = 'email' AND lower(pa.value) >= ? AND lower(pa.value) < ?"
+        " AND pa.kind != 'unset' AND p.project_id = ? ORDER BY lower(pa.value), pa.person_id LIMIT ?"
+    ),
+    "postgresql": (
+        "SELECT pa.person_id FROM person_attributes pa"
+        " JOIN persons p ON p.id = pa.person_id WHERE pa.key = 'email'"
+        ' AND lower(pa.value COLLATE "C") >= ? AND lower(pa.value COLLATE "C") < ?'
+        ' AND pa.kind != \'unset\' AND p.project_id = ? ORDER BY lower(pa.value COLLATE "C"), pa.person_id LIMIT ?'
+    ),
+}
+
+
+def text_search_condition(conn: Connection, keys: tuple[str, ...], text: str) -> tuple[str, tuple[Any, ...]]:
+    """A condition on `p.id` (a person of the query it goes in): the person has one of `keys`
+    with a string value containing `text`, ignoring ASCII case (as the filters' `contains`).
+    One pass over those keys of the attribute index (person_attributes_by_key)."""
+    needle = ascii_lower(msgspec.json.encode(text).decode()[1:-1])  # values are stored as JSON text
+    marks = ",".join("?" * len(keys))
+    contains = {
+        "sqlite": "instr(lower(value), ?) > 0",
+        "postgresql": 'strpos(lower(value COLLATE "C"), ?) > 0',
+    }[conn.dialect.name]
+    return (
+        f"p.id IN (SELECT person_id FROM person_attributes WHERE key IN ({marks})"
+        f" AND substr(value, 1, 1) = '\"' AND {contains})",
+        (*keys, needle),
+    )

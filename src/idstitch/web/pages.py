@@ -16,7 +16,6 @@ from idstitch.clock import stored_time
 from idstitch.web import charts
 from idstitch.web.descriptions import outcome_description, warning_description
 
-
 STATIC_FILES = {"ui.css": "text/css; charset=utf-8", "ui.js": "text/javascript; charset=utf-8"}
 
 
