@@ -20,6 +20,8 @@ serve: $(STAMP)
 
 test: $(STAMP)
 	scripts/test-deps
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)

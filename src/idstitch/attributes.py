@@ -16,6 +16,7 @@ at their event's time.
 
 from __future__ import annotations
 
+import builtins
 import json
 import re
 from collections.abc import Mapping
@@ -135,7 +136,7 @@ class AttributeOps:
             self.set_once or self.set or self.unset or self.add or self.append or self.union or self.remove
         )
 
-    def keys(self) -> set[str]:
+    def keys(self) -> builtins.set[str]:  # `set` here is the field of that name
         keys = set(self.unset)
         for part in (self.set_once, self.set, self.add, self.append, self.union, self.remove):
             keys.update(part)

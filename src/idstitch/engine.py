@@ -386,6 +386,7 @@ class Batch:
         source_person = self._person_of(source) if source is not None else None
         source_person_id = source_person.row.person_id if source_person else None
         action = decision.action
+        person: _Person | None
         if action is Action.CREATE_BOTH:
             assert source is not None
             person = self._new_person(target, when, identified=True, is_user_id=decision.target_becomes_user_id)

@@ -193,7 +193,8 @@ def _context_properties(context: dict[str, Any], page_properties: dict[str, Any]
     A page call's own properties fill in what `context.page` lacks (analytics.js sends both).
     """
     found = _library(context)
-    page = context.get("page") if isinstance(context.get("page"), dict) else {}
+    given = context.get("page")
+    page = given if isinstance(given, dict) else {}
     page = {key: page.get(key, page_properties.get(key)) for key in _PAGE_KEYS}
     page = {k: v for k, v in page.items() if isinstance(v, str) and v}
     if "url" in page:

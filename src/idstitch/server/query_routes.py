@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
+from idstitch.commands import Track
 from idstitch.engine import Batch, CommandResult
 from idstitch.errors import Conflict, IdstitchError, NotFound
 from idstitch.ingest import native
@@ -172,17 +173,19 @@ async def update_attributes(request: Request, key: Key, body: schemas.AttributeU
     command = native.message_command(message, None, state.now())
     if isinstance(command, Rejection):
         raise FilterError([("body", command.reason)])
+    assert isinstance(command, Track), f"an attributes message decodes to a Track, not {command!r}"
+    event = command.event
 
     def apply(context: WriteContext) -> CommandResult:
         store = context.persons(project.id)
-        if store.person_of(body.distinct_id) is None:
+        if not store.owners_of([body.distinct_id]):
             raise NotFound(f"No person owns distinct id {body.distinct_id!r}")
         batch = Batch(store, project.id, project.settings, context.now)
         result = batch.apply(command)
         batch.flush()
         store.audit(
             f"admin:{key.id}", "set_attributes",
-            {"distinct_id": body.distinct_id, "event_uuid": command.event.uuid, "keys": sorted(command.event.ops.keys())},
+            {"distinct_id": body.distinct_id, "event_uuid": event.uuid, "keys": sorted(event.ops.keys())},
         )
         return result
 
@@ -197,7 +200,7 @@ async def update_attributes(request: Request, key: Key, body: schemas.AttributeU
         raise HTTPException(404, f"No person owns distinct id {body.distinct_id!r}")
     return {
         "person": found,
-        "event_uuid": command.event.uuid,
+        "event_uuid": event.uuid,
         "warnings": [{"type": w.type.value, "details": w.details} for w in result.warnings],
     }
 

@@ -81,7 +81,7 @@ def column_chart(
         parts.append(f'<text class="chart-axis" x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{_fmt(tick)}</text>')
     for i, label in enumerate(labels):
         x = left + i * slot + (slot - bar) / 2
-        base = top + plot_h
+        base: float = top + plot_h
         for s in series:
             value = s.values[i]
             if value <= 0:
