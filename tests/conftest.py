@@ -27,12 +27,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "both_stores: run the module's app tests on SQLite and on PostgreSQL (the `store` fixture)"
     )
+    config.addinivalue_line("markers", "sqlite_only: a test of a both_stores module about the SQLite file itself")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Tests whose app needs a store run on SQLite, and on PostgreSQL too where marked `both_stores`."""
     if "store" in metafunc.fixturenames:
-        both = metafunc.definition.get_closest_marker("both_stores") is not None
+        definition = metafunc.definition
+        both = definition.get_closest_marker("both_stores") and not definition.get_closest_marker("sqlite_only")
         metafunc.parametrize("store", STORES if both else STORES[:1], indirect=True)
 
 
