@@ -6,6 +6,7 @@ Every method runs inside the writer's open transaction; none commits.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any
@@ -26,7 +27,7 @@ def encode_json(value: Any) -> str:
     return _encode(value).decode()
 
 
-class SQLPersons:
+class SQLPersons(ABC):
     """The engine's `PersonStore` for one project, inside an open write transaction."""
 
     def __init__(self, conn: Connection, project_id: int, now: Now, take_seq: Callable[[], int]) -> None:
@@ -180,11 +181,13 @@ class SQLPersons:
             for e in (stored.event,)
         ]
 
+    @abstractmethod
     def write_events(self, rows: list[tuple[Any, ...]]) -> None:
-        raise NotImplementedError  # each backend has its bulk path
+        """Insert the event rows: each backend has its bulk path."""
 
+    @abstractmethod
     def upsert_sessions(self, rows: list[tuple[Any, ...]]) -> None:
-        raise NotImplementedError  # the merge of distinct-id lists is per dialect
+        """Add the batch's sums to the sessions' rows: merging the id lists is per dialect."""
 
     def replay_events(self, distinct_ids: list[str]) -> Iterator[ReplayedEvent]:
         rows = self.conn.execute(
