@@ -89,22 +89,13 @@ class SQLiteStore:
         if self._lock is not None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path.with_name(self.path.name + ".server"), "a+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            handle.close()
+        held = take_server_lock(self.path)
+        if isinstance(held, str):
             raise StoreInUse(
-                f"Another idstitch server (pid {holder}) is serving {self.path}; two servers on one SQLite file"
+                f"Another idstitch server (pid {held}) is serving {self.path}; two servers on one SQLite file"
                 " would diverge. Stop it, or use PostgreSQL (--database postgresql://...) to run several servers."
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
-        self._lock = handle
+            )
+        self._lock = held
 
     def forget_erased(self) -> None:
         sqlite.truncate_wal(self.path)
@@ -149,6 +140,24 @@ class PostgresStore:
 
     def release(self) -> None:
         pass
+
+
+def take_server_lock(path: Path) -> IO[str] | str:
+    """The exclusive lock on `<file>.server`, holding this process's pid; or, when another
+    process holds it, that process's pid as written in the file."""
+    handle = open(path.with_name(path.name + ".server"), "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        return holder
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
 
 
 def open_store(database: str | None, data_dir: Path) -> Store:

@@ -22,10 +22,8 @@ the only values not copied exactly: each NUL becomes U+FFFD, and the report coun
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
-import os
 import re
 import sqlite3
 import time
@@ -39,7 +37,7 @@ from psycopg import errors as pg_errors
 
 from idstitch.clock import Now, format_time, utc_now
 from idstitch.errors import IdstitchError, InvalidSetting, StoreInUse, StoreUnavailable
-from idstitch.store.backends import PostgresStore
+from idstitch.store.backends import PostgresStore, take_server_lock
 from idstitch.store.dialects import WRITES_LOCK
 from idstitch.store.postgres import PostgresConnection, ensure_event_partitions, is_postgres_url
 from idstitch.store.schema import MIGRATIONS as SQLITE_MIGRATIONS
@@ -215,24 +213,15 @@ def copy_sqlite_to_postgres(
 def _claim_source(path: Path) -> IO[str]:
     """The lock `SQLiteStore.claim_for_server` takes, held for the whole copy."""
     try:
-        handle = open(path.with_name(path.name + ".server"), "a+")
+        held = take_server_lock(path)
     except OSError as error:
         raise SourceUnusable(f"Cannot create the lock file next to {path}: {error}") from None
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "unknown"
-        handle.close()
+    if isinstance(held, str):
         raise StoreInUse(
-            f"{path} is in use by another idstitch process (pid {holder}): a server serving it, or another"
+            f"{path} is in use by another idstitch process (pid {held}): a server serving it, or another"
             " migrate. Stop the server first: the file must not change while it is copied."
-        ) from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"{os.getpid()}\n")
-    handle.flush()
-    return handle
+        )
+    return held
 
 
 def _open_source(path: Path) -> sqlite3.Connection:
