@@ -3,6 +3,7 @@
     .venv/bin/python bench/ingest.py                    # 200,000 events, 4 client connections
     .venv/bin/python bench/ingest.py --events 50000 --clients 8
     .venv/bin/python bench/ingest.py --profile          # sample the server with py-spy, print hot spots
+    .venv/bin/python bench/ingest.py --postgres --repeat 3   # 1, 2 and 4 servers on one PostgreSQL
 
 The server starts on a fresh temporary data directory and a free loopback port. The events look
 like posthog-js traffic ($pageview, $autocapture, $pageleave, a few custom events, with the
@@ -16,6 +17,25 @@ The baseline inserts the same rows straight into a fresh database made by the se
 100-row transaction at a time. The last line is always
 
     ingest: <N> events/s, <R> of raw SQLite insert rate
+
+With `--database postgresql://...` (an existing cluster; its role needs CREATEDB) or
+`--postgres` (the bench starts a throwaway PostgreSQL of its own, tests/postgres_server.py),
+it measures 1, 2 and 4 servers sharing one PostgreSQL database instead (`--servers 1,2,4`),
+each configuration `--repeat` times on a fresh database, the clients spreading their requests
+over the servers round robin, like a load balancer. The baseline COPYs the rows the server
+writes (decoded and encoded by the server's own code) into `events` and `event_uuids` of a fresh
+database prepared by `PostgresStore.prepare()`, durably, as many rows per transaction as the
+servers' transactions held on average in the run just before (bench/postgres.py). After each
+run it checks that every event was stored once and reads PostgreSQL's deadlock counter; each
+run's lines also say who used the CPU (PostgreSQL, the servers, the clients, other work on the
+machine) and what the servers' PostgreSQL sessions were doing (sampled `pg_stat_activity`:
+executing, waiting on a lock, or idle in a transaction while the server works). The last line
+is then
+
+    ingest-postgres: <N1>/<N2>/<N4> events/s with 1/2/4 servers, <R> of raw COPY
+
+with the median of each configuration, and R the best configuration's median over its raw
+COPY median.
 
 `--profile` needs py-spy (`.venv/bin/pip install py-spy`; a tool for investigation, not a
 dependency): it records the server while the clients send and prints the functions that take
@@ -220,18 +240,19 @@ def _free_port() -> int:
 class Server:
     """`idstitch serve` from this interpreter's environment; stopped by its pid."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, database: str | None = None, log: Path | None = None) -> None:
         self.data_dir = data_dir
         self.port = _free_port()
-        self.log = data_dir.parent / "server.log"
+        self.log = log or data_dir.parent / "server.log"
         script = Path(sys.executable).parent / "idstitch"
         command = [str(script)] if script.exists() else [sys.executable, "-m", "idstitch.cli"]
         # The ingest rate limit off: this measures the pipeline, not the limiter.
         env = {**os.environ, "IDSTITCH_INGEST_TOKEN": INGEST_TOKEN, "IDSTITCH_SECRET_KEY": SECRET_KEY,
                "IDSTITCH_INGEST_RATE_LIMIT": "0"}
+        store = ["--database", database] if database else []
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
-                [*command, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--data-dir", str(data_dir)],
+                [*command, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--data-dir", str(data_dir), *store],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
             )
         try:
@@ -276,18 +297,23 @@ class Run:
     elapsed: float
     latencies: list[float]
     failures: list[str]
+    reconnects: int = 0
 
 
-def send_all(port: int, bodies: list[bytes], clients: int) -> Run:
-    """Send every body once from `clients` keep-alive connections; each waits for its answer."""
+def send_all(port: int | list[int], bodies: list[bytes], clients: int) -> Run:
+    """Send every body once from `clients` clients; each waits for its answer. With several
+    ports, body i goes to port i % len(ports) (a round-robin load balancer), and each client
+    keeps one keep-alive connection per port."""
+    ports = [port] if isinstance(port, int) else port
     lock = threading.Lock()
     next_index = iter(range(len(bodies)))
     latencies: list[float] = []
     failures: list[str] = []
+    reconnects = [0]
     headers = {"Content-Type": "application/json"}
 
     def client() -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_TIMEOUT)
+        conns = [http.client.HTTPConnection("127.0.0.1", p, timeout=REQUEST_TIMEOUT) for p in ports]
         mine: list[float] = []
         try:
             while True:
@@ -295,9 +321,21 @@ def send_all(port: int, bodies: list[bytes], clients: int) -> Run:
                     index = next(next_index, None)
                 if index is None:
                     return
+                conn = conns[index % len(conns)]
                 began = time.perf_counter()
-                conn.request("POST", "/batch/", bodies[index], headers)
-                response = conn.getresponse()
+                try:
+                    conn.request("POST", "/batch/", bodies[index], headers)
+                    response = conn.getresponse()
+                except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+                    # The server closed this keep-alive connection while it sat idle (uvicorn
+                    # does after 5 s, which happens with several servers when a client's turns
+                    # keep falling on the others): open another and send again, as a load
+                    # balancer does. A request lost for another reason fails the same way twice.
+                    conn.close()
+                    with lock:
+                        reconnects[0] += 1
+                    conn.request("POST", "/batch/", bodies[index], headers)
+                    response = conn.getresponse()
                 answer = response.read()
                 mine.append(time.perf_counter() - began)
                 if response.status != 200 or answer != b'{"status":1}':
@@ -307,7 +345,8 @@ def send_all(port: int, bodies: list[bytes], clients: int) -> Run:
             with lock:
                 failures.append(f"client stopped: {error!r}")
         finally:
-            conn.close()
+            for conn in conns:
+                conn.close()
             with lock:
                 latencies.extend(mine)
 
@@ -317,7 +356,7 @@ def send_all(port: int, bodies: list[bytes], clients: int) -> Run:
         thread.start()
     for thread in threads:
         thread.join(REQUEST_TIMEOUT * len(bodies))
-    return Run(time.perf_counter() - began, latencies, failures)
+    return Run(time.perf_counter() - began, latencies, failures, reconnects[0])
 
 
 def stored_events(database: Path) -> tuple[int, int]:
@@ -441,7 +480,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile-rate", type=int, default=100, help="py-spy samples per second (default 100)")
     parser.add_argument("--profile-output", type=Path, help="keep py-spy's collapsed stacks in this file")
     parser.add_argument("--top", type=int, default=15, help="functions to list per thread with --profile")
+    store = parser.add_argument_group("PostgreSQL (instead of the SQLite data directory)")
+    store.add_argument("--database", metavar="URL",
+                       help="a PostgreSQL cluster (postgresql://...) to make fresh databases on; needs CREATEDB")
+    store.add_argument("--postgres", action="store_true", help="start a throwaway PostgreSQL for the run")
+    store.add_argument("--servers", type=_counts, help="server processes per configuration (default 1,2,4)")
+    store.add_argument("--repeat", type=int, help="runs of each configuration (default 3)")
     args = parser.parse_args(argv)
+    postgres_mode = bool(args.database or args.postgres)
+    if args.database and args.postgres:
+        parser.error("give --database or --postgres, not both")
+    if not postgres_mode and (args.servers or args.repeat):
+        parser.error("--servers and --repeat measure PostgreSQL: add --postgres or --database")
+    if args.database and not args.database.startswith(("postgresql://", "postgres://")):
+        parser.error(f"--database {args.database!r} is not a PostgreSQL URL (postgresql://user@host/db)")
 
     began = time.perf_counter()
     workload = build_workload(args.events, args.batch_size, args.seed)
@@ -450,6 +502,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"workload: {args.events} events in {len(workload.bodies)} requests ({kib:.0f} KiB each),"
           f" {workload.visitors} visitors, {workload.identifies} $identify ({workload.returning} returning users),"
           f" built in {time.perf_counter() - began:.1f}s", flush=True)
+    if postgres_mode:
+        return main_postgres(args, workload)
 
     scratch = Path(tempfile.mkdtemp(prefix="idstitch-bench-"))
     try:
@@ -497,6 +551,176 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ingest: {rate:.0f} events/s, {rate / raw_rate:.2f} of raw SQLite insert rate")
     return 0
 
+
+
+# -- PostgreSQL --------------------------------------------------------------------------------
+
+
+def _counts(text: str) -> list[int]:
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected server counts like 1,2,4, not {text!r}") from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"server counts must be 1 or more, not {text!r}")
+    return counts
+
+
+@dataclass
+class Measured:
+    """One run of one configuration: idstitch on `servers` servers, then its raw COPY baseline."""
+
+    servers: int
+    rate: float
+    p50: float
+    p99: float
+    events_per_commit: float
+    commit_spread: tuple[int, int, int]
+    raw_chunk: int
+    raw_rate: float
+    deadlocks: int
+    reconnects: int
+    cpu: Any
+    raw_cpu: Any
+    waits: Any
+
+    def postgres_ms_per_1000(self) -> tuple[float, float] | None:
+        """PostgreSQL's CPU milliseconds per 1,000 events: idstitch's run, and raw COPY's."""
+        if self.cpu.postgres is None or self.raw_cpu is None or self.raw_cpu.postgres is None:
+            return None
+        return self.cpu.postgres / self.rate * 1e6, self.raw_cpu.postgres / self.raw_rate * 1e6
+
+
+def _run_servers(pg: Any, cluster: Any, workload: Workload, rows: list[tuple[Any, ...]], servers: int,
+                 args: argparse.Namespace, scratch: Path, profile_into: Path | None) -> Measured:
+    """idstitch on `servers` servers sharing a fresh database, checked, then raw COPY into another."""
+    name, dsn = cluster.fresh_database(f"{servers}s")
+    try:
+        running: list[Server] = []
+        profilers: list[Profiler] = []
+        try:
+            for k in range(servers):
+                # One at a time: the first creates the schema and the default project.
+                running.append(Server(scratch / f"data-{k}", database=dsn, log=scratch / f"server-{servers}-{k}.log"))
+            if profile_into is not None:
+                profilers = [Profiler(s.process.pid, profile_into.with_suffix(f".{k}"), args.profile_rate)
+                             for k, s in enumerate(running)]
+            meter = pg.CpuMeter(cluster.process_ids, [s.process.pid for s in running])
+            sampler = pg.WaitSampler(dsn)
+            sampler.start()
+            meter.start()
+            run = send_all([s.port for s in running], workload.bodies, args.clients)
+            cpu = meter.stop()
+            waits = sampler.stop()
+        finally:
+            for profiler in profilers:
+                profiler.stop()
+            for server in running:
+                server.stop()
+        if run.failures:
+            raise RuntimeError(f"{len(run.failures)} failures, the first: {run.failures[0]}")
+        stored = pg.stored_events(dsn)
+        if (stored.events, stored.distinct_uuids, stored.uuid_rows) != (args.events,) * 3:
+            raise RuntimeError(f"stored {stored.events} events ({stored.distinct_uuids} distinct uuids,"
+                               f" {stored.uuid_rows} in event_uuids), expected {args.events}")
+        matching, sampled = pg.sample_matches(dsn, rows)
+        if matching != sampled:
+            raise RuntimeError(f"only {matching} of {sampled} sampled baseline rows equal the stored ones")
+        deadlocks = cluster.deadlocks(name)
+    finally:
+        cluster.drop_database(name)
+    if profile_into is not None:
+        # All servers' stacks in one file: their threads add up by name.
+        parts = sorted(profile_into.parent.glob(profile_into.name + ".*"))
+        profile_into.write_text("".join(part.read_text() for part in parts))
+        for part in parts:
+            part.unlink()
+    chunk = max(1, round(stored.events_per_transaction))
+    raw_name, raw_dsn = cluster.fresh_database(f"raw{servers}s")
+    try:
+        raw_rate, raw_cpu = pg.raw_copy_rate(raw_dsn, rows, chunk, pg.CpuMeter(cluster.process_ids, []))
+    finally:
+        cluster.drop_database(raw_name)
+    latencies = sorted(run.latencies)
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    return Measured(servers, args.events / run.elapsed, statistics.median(latencies), p99,
+                    stored.events_per_transaction, stored.per_transaction, chunk, raw_rate, deadlocks, run.reconnects, cpu, raw_cpu, waits)
+
+
+def main_postgres(args: argparse.Namespace, workload: Workload) -> int:
+    import postgres as pg  # bench/postgres.py: imports psycopg, so only in this mode
+
+    counts = args.servers or [1, 2, 4]
+    repeat = args.repeat or 3
+    rows = pg.event_rows(workload.bodies, datetime.now(timezone.utc))
+    for servers in counts:
+        if servers > 1:
+            across, returning = pg.identities_across_servers(workload.bodies, servers)
+            print(f"{servers} servers: {across} of the {returning} users identified more than once"
+                  f" were identified on more than one server", flush=True)
+    cluster = pg.Cluster.start_own() if args.postgres else pg.Cluster(args.database)
+    scratch = Path(tempfile.mkdtemp(prefix="idstitch-bench-"))
+    measured: dict[int, list[Measured]] = {servers: [] for servers in counts}
+    failed = False
+    try:
+        print(cluster.describe(), flush=True)
+        for attempt in range(1, repeat + 1):
+            for servers in counts:
+                profile_into = scratch / f"profile-{servers}" if args.profile and attempt == 1 else None
+                m = _run_servers(pg, cluster, workload, rows, servers, args, scratch, profile_into)
+                measured[servers].append(m)
+                print(f"run {attempt}/{repeat}, {servers} server{'s' if servers > 1 else ' '}: {m.rate:8,.0f} events/s"
+                      f" (p50/p99 {m.p50 * 1000:.0f}/{m.p99 * 1000:.0f} ms, {m.events_per_commit:.0f} events/commit,"
+                      f" p10/p50/p90 {'/'.join(map(str, m.commit_spread))}),"
+                      f" raw COPY {m.raw_rate:8,.0f} rows/s ({m.raw_chunk} rows/commit), deadlocks {m.deadlocks},"
+                      f" reconnects {m.reconnects};\n    cores: {m.cpu};\n    sessions: {m.waits}", flush=True)
+                if profile_into is not None:
+                    print(f"\nprofile, {servers} server(s), all servers' samples together (this run's rate is perturbed):")
+                    print(hot_spots(profile_into, args.top) + "\n", flush=True)
+                    if args.profile_output:
+                        target = args.profile_output.with_name(f"{args.profile_output.name}.{servers}")
+                        shutil.copyfile(profile_into, target)
+                        print(f"collapsed stacks: {target}")
+    except RuntimeError as error:
+        failed = True
+        print(f"{error}\n(the servers' logs: {scratch}/server-*.log)", file=sys.stderr)
+        return 1
+    finally:
+        if not failed:
+            shutil.rmtree(scratch, ignore_errors=True)
+        cluster.stop()
+
+    medians = {servers: statistics.median(m.rate for m in runs) for servers, runs in measured.items()}
+    raw_medians = {servers: statistics.median(m.raw_rate for m in runs) for servers, runs in measured.items()}
+    deadlocks = sum(m.deadlocks for runs in measured.values() for m in runs)
+    print()
+    print(f"{args.events:,} events, {args.clients} clients x {args.batch_size} events per request, {repeat} runs each;"
+          " rates min / median / max")
+    print(f"{'servers':>7} {'idstitch events/s':>27} {'vs 1':>5} {'events/commit':>13} {'raw COPY rows/s':>27}"
+          f" {'of raw':>6}  cores: postgres/servers/clients/other (median)")
+    for servers, runs in measured.items():
+        low, mid, high = pg.spread([m.rate for m in runs])
+        raw_low, raw_mid, raw_high = pg.spread([m.raw_rate for m in runs])
+        cores = "/".join(
+            "n/a" if any(getattr(m.cpu, part) is None for m in runs)
+            else f"{statistics.median(getattr(m.cpu, part) for m in runs):.2f}"
+            for part in ("postgres", "servers", "clients", "other")
+        )
+        speedup = f"{mid / medians[counts[0]]:.2f}" if counts[0] == 1 else "-"
+        print(f"{servers:>7} {f'{low:,.0f} / {mid:,.0f} / {high:,.0f}':>27} {speedup:>5}"
+              f" {statistics.median(m.events_per_commit for m in runs):>13.0f}"
+              f" {f'{raw_low:,.0f} / {raw_mid:,.0f} / {raw_high:,.0f}':>27} {mid / raw_mid:>6.2f}  {cores}")
+    costs = {servers: [c for m in runs if (c := m.postgres_ms_per_1000())] for servers, runs in measured.items()}
+    if all(costs.values()):
+        print("PostgreSQL CPU ms per 1,000 events (median), idstitch vs raw COPY: " + ", ".join(
+            f"{servers} server{'s' if servers > 1 else ''} {statistics.median(c[0] for c in found):.0f}"
+            f" vs {statistics.median(c[1] for c in found):.0f}" for servers, found in costs.items()))
+    print(f"deadlocks detected by PostgreSQL: {deadlocks}")
+    best = max(medians, key=lambda servers: medians[servers])
+    rates = "/".join(f"{medians[servers]:.0f}" for servers in counts)
+    print(f"ingest-postgres: {rates} events/s with {'/'.join(map(str, counts))} servers,"
+          f" {medians[best] / raw_medians[best]:.2f} of raw COPY")
+    return 1 if deadlocks else 0
 
 if __name__ == "__main__":
     sys.exit(main())
