@@ -288,7 +288,11 @@ class Batch:
             return
         if not self._accepts_identity(event, result):
             return
-        if command.anonymous_id is None or command.anonymous_id == command.user_id:
+        if command.anonymous_id is None and self.settings.identify_without_anonymous_id == "plain_event":
+            # PostHog: `$identify` without `$anon_distinct_id` is an ordinary event carrying `$set`.
+            self._track(event, result)
+            return
+        if command.anonymous_id is None:
             holder = self._holder(command.user_id)
             decision = decide_identify_alone(
                 command.user_id,
@@ -541,7 +545,8 @@ class Batch:
         auto = first_touch_ops(event.properties, event.name)
         if not event.ops and not auto:
             return
-        context = OperationContext(event.timestamp, seq, event.uuid, event.distinct_id, bool(person.user_ids))
+        identified = person.row.is_identified or bool(person.user_ids)
+        context = OperationContext(event.timestamp, seq, event.uuid, event.distinct_id, identified)
         attributes = self._attributes(person)
         policy = self.settings.attribute_policy
         if auto and policy.enabled:

@@ -117,6 +117,17 @@ def test_settings_saved_in_the_ui_are_the_apis_settings_and_are_audited(ui: Test
     assert any(e["action"] == "settings" and e["details"]["changes"]["max_user_ids"] == 3 for e in audit)
 
 
+def test_the_identify_rule_is_chosen_in_the_ui_and_a_bad_choice_is_named(ui: TestClient):
+    assert 'name="identify_without_anonymous_id"' in ui.get("/ui/settings").text
+    assert post_settings(ui, identify_without_anonymous_id="plain_event").status_code == 303
+    api = {"Authorization": f"Bearer {SECRET_KEY}"}
+    assert ui.get("/api/project/settings", headers=api).json()["identify_without_anonymous_id"] == "plain_event"
+    assert 'value="plain_event" selected' in ui.get("/ui/settings").text
+    answer = post_settings(ui, identify_without_anonymous_id="posthog")
+    assert answer.status_code == 400
+    assert "Setting &#39;identify_without_anonymous_id&#39; has value &#39;posthog&#39;" in answer.text
+
+
 def test_a_bad_setting_is_shown_on_the_form_and_nothing_changes(ui: TestClient):
     answer = post_settings(ui, illegal_id_patterns="(unclosed")
     assert answer.status_code == 400

@@ -104,6 +104,10 @@ class ProjectSettingsModel(BaseModel):
     pii_guard: bool
     max_user_ids: int | None
     allow_merge_over_ingest: bool
+    identify_without_anonymous_id: Literal["user_id", "plain_event"] = Field(
+        description="`user_id`: an identify naming no anonymous id names the event's distinct id as a user id;"
+        " `plain_event`: PostHog's rule, an ordinary event that applies its attributes and identifies nobody."
+    )
     illegal_ids: list[str]
     illegal_id_patterns: list[str]
     property_types: dict[str, str]
@@ -139,10 +143,16 @@ class ImportRequest(BaseModel):
     persons: list[ImportedPerson] = Field(max_length=10_000)
 
 
+class ImportWarning(BaseModel):
+    type: str
+    details: dict[str, Any]
+
+
 class ImportResult(BaseModel):
     index: int
     person_id: str | None = None
     error: str | None = None
+    warnings: list[ImportWarning] = Field([], description="What the import refused or altered (also in /api/warnings).")
 
 
 class ImportResponse(BaseModel):

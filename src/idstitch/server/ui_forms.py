@@ -223,6 +223,7 @@ def settings_changes(form: Form, current: ProjectSettings) -> dict[str, Any]:
     """
     wanted: dict[str, Any] = {
         "person_profiles": form.get("person_profiles", current.person_profiles),
+        "identify_without_anonymous_id": form.get("identify_without_anonymous_id", current.identify_without_anonymous_id),
         "attributes_enabled": form.has("attributes_enabled"),
         "pii_guard": form.has("pii_guard"),
         "allow_merge_over_ingest": form.has("allow_merge_over_ingest"),
