@@ -308,6 +308,8 @@ class Batch:
 
     def _merge(self, command: Merge, result: CommandResult) -> None:
         event = command.event
+        if event is not None and not self._accepts_identity(event, result):
+            return  # §6 comes first: a personless identity event is dead-lettered, allowed or not
         if command.actor.kind == "ingest" and not self.settings.allow_merge_over_ingest:
             # A public token is in every web page: it must not let a stranger join two customers.
             warning = WarningRecord(

@@ -106,3 +106,37 @@ def test_the_import_answer_reports_the_warnings_it_raised(api):
     assert person_of(api, "018f-anon")["properties"] == {"plan": "free"}
     recorded = [w["type"] for w in api.get("/api/warnings").json()["results"]]
     assert sorted(recorded) == ["pii_on_anonymous", "pii_outside_email"]
+
+
+# -- siblings ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("allowed", [pytest.param(False, id="merge-refused-over-ingest"),
+                                     pytest.param(True, id="merge-allowed-over-ingest")])
+def test_a_personless_merge_dangerously_is_dead_lettered_like_every_identity_event(api, allowed):
+    # identity-rules.md §6 (PostHog drops it with `invalid_event_when_process_person_profile_is_false`).
+    api.patch("/api/project/settings", json={"allow_merge_over_ingest": allowed})
+    send(api, event("user-1", "$merge_dangerously", alias="user-2", **{"$process_person_profile": False}))
+    assert [w["type"] for w in api.get("/api/warnings").json()["results"]] == ["identity_on_personless_event"]
+    [dead] = api.get("/api/dead-letters").json()["results"]
+    assert dead["reason"] == "an identity operation cannot be marked $process_person_profile: false"
+    assert api.get("/api/persons", params={"distinct_id": "user-1"}).status_code == 404
+
+
+@pytest.mark.parametrize("alias", [pytest.param([], id="empty-list"), pytest.param({}, id="empty-object"),
+                                   pytest.param(["user-2"], id="list")])
+def test_an_alias_that_is_no_id_is_rejected_not_ignored(api, alias):
+    # JavaScript's truthiness (PostHog's test) holds [] and {} true: they are ids of the wrong type (§2),
+    # not a missing alias, so the event is dead-lettered with its reason instead of passing silently.
+    send(api, event("user-1", "$create_alias", alias=alias))
+    [dead] = api.get("/api/dead-letters").json()["results"]
+    assert dead["reason"].startswith("alias: distinct id must be a string or a number")
+    assert api.get("/api/persons", params={"distinct_id": "user-1"}).status_code == 404
+
+
+@pytest.mark.parametrize("alias", [None, False, "", 0])
+def test_a_falsy_alias_makes_create_alias_a_plain_event(api, alias):
+    send(api, event("user-1", "$create_alias", alias=alias, plan="pro"))
+    person = person_of(api, "user-1")
+    assert (person["distinct_ids"], person["is_identified"]) == (["user-1"], False)
+    assert api.get("/api/dead-letters").json()["results"] == []

@@ -153,7 +153,9 @@ def _identity_command(event: Event, properties: dict[str, Any]) -> Command | Rej
         return Identify(event, user_id=event.distinct_id)
     if event.name in ("$create_alias", "$merge_dangerously"):
         alias = properties.get("alias")
-        if not alias:  # PostHog: a falsy alias ("", 0, null, false) does nothing
+        # PostHog: an alias that is falsy in JavaScript ("", 0, null, false) does nothing; `[]` and
+        # `{}` are truthy there, so they are ids of the wrong type here, and rejected (§2).
+        if alias in (None, False, "", 0):
             return Track(event)
         source = normalize_distinct_id(alias)
         if isinstance(source, Rejection):
