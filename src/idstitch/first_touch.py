@@ -9,8 +9,8 @@ rules of our own:
   `$set_once` `$initial_current_url` with the first event that has a person (often the login
   page's `$identify`): the login page must not take its place. A key the event's own `$set` or
   `$set_once` names is not derived.
-* A first-touch attribute is never stored as null: null means the client saw none (posthog-js
-  sends `$initial_utm_*: null` for every campaign key a landing page lacked).
+* A campaign or first-touch attribute is never stored as null: null means the client saw none
+  (posthog-js sends `utm_*: null` and `$initial_utm_*: null` for every campaign key a page lacked).
 * An unchanged latest value is not written again, so a hundred page views in one browser do not
   rewrite the person a hundred times. (It keeps the time it was first set: an older event with
   another value that arrives late can then win. For device and page properties that is the
@@ -32,8 +32,9 @@ CAMPAIGN_KEYS = (
     "utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term", "utm_name",
     "gclid", "gad_source", "gclsrc", "dclid", "gbraid", "wbraid", "fbclid", "msclkid",
     "twclid", "li_fat_id", "mc_cid", "igshid", "ttclid", "rdt_cid", "irclid", "_kx",
-    "epik", "qclid", "sccid",
+    "epik", "qclid", "sccid", "oppref", "bfcid",
 )
+_CAMPAIGN = frozenset(CAMPAIGN_KEYS)
 # Event properties kept on the person as their latest value and as their first.
 LATEST_AND_FIRST = (
     "$browser", "$browser_version", "$os", "$os_version", "$device_type",
@@ -58,6 +59,11 @@ def lifted_properties(properties: Mapping[str, Any], event_name: str) -> dict[st
     found = {name: properties[name] for name in FIRST_TOUCH_KEYS if properties.get(name) is not None}
     if "$os" not in found and properties.get("$os_name") is not None:
         found["$os"] = properties["$os_name"]  # PostHog: `$os_name` stands in for a missing `$os`
+    if properties.get("$is_server") is True and "$raw_user_agent" not in properties:
+        # A server SDK's `$os` is the server's (PostHog does not lift it); with the visitor's user
+        # agent, ingest has put the visitor's there instead.
+        found.pop("$os", None)
+        found.pop("$os_version", None)
     return found
 
 
@@ -78,14 +84,19 @@ def automatic_ops(lifted: Mapping[str, Any], explicit: AttributeOps, current: Pe
 
 
 def explicit_ops(ops: AttributeOps) -> AttributeOps:
-    """The event's own operations, less the first-touch keys it sends as null."""
-    if not any(value is None and _is_first_touch(key) for key, value in ops.set_once.items()):
+    """The event's own operations, less the campaign and first-touch keys it sends as null."""
+    if not any(_said_none(key, value) for part in (ops.set, ops.set_once) for key, value in part.items()):
         return ops
-    return replace(ops, set_once={k: v for k, v in ops.set_once.items() if v is not None or not _is_first_touch(k)})
+    return replace(
+        ops,
+        set={k: v for k, v in ops.set.items() if not _said_none(k, v)},
+        set_once={k: v for k, v in ops.set_once.items() if not _said_none(k, v)},
+    )
 
 
-def _is_first_touch(key: str) -> bool:
-    return key.startswith("$initial_")
+def _said_none(key: str, value: Any) -> bool:
+    # posthog-js sends every campaign key it knows, null when the page had none: that is no value.
+    return value is None and (key in _CAMPAIGN or key.startswith("$initial_"))
 
 
 def _holds(attributes: PersonAttributes, key: str, value: Any) -> bool:
