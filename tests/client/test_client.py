@@ -231,8 +231,8 @@ class RecordingTransport(httpx.BaseTransport):
 
 def test_sequential_writes_keep_their_order_through_a_refused_request(config):
     # A real refusal: the server's ingest rate limit answers 429 with Retry-After (as a 503 would).
-    with running_server(replace(config, ingest_rate_limit=30)) as server:
-        burst = [{"type": "track", "distinct_id": "other", "event": "e"}] * 300
+    with running_server(replace(config, ingest_rate_limit=10)) as server:
+        burst = [{"type": "track", "distinct_id": "other", "event": "e"}] * 100
         assert httpx.post(f"{server.url}/ingest/batch", json={"token": INGEST_TOKEN, "batch": burst}).status_code == 200
         transport = RecordingTransport()
         client = idstitch.Client(server.url, ingest_token=INGEST_TOKEN, secret_key=SECRET_KEY, flush_at=1,
