@@ -122,9 +122,10 @@ function distinctId(state) {
   return state.u || state.a;
 }
 
+// The server reads browser, OS and device type from the user agent (src/idstitch/ingest/device.py).
 function context(state, extra) {
   return assign(pageProperties(location.href, doc.referrer), {
-    $lib: 'idstitch-js', $lib_version: VERSION, $device_id: state.d
+    $lib: 'idstitch-js', $lib_version: VERSION, $device_id: state.d, $raw_user_agent: navigator.userAgent
   }, extra);
 }
 

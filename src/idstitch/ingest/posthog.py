@@ -14,6 +14,7 @@ from idstitch.attributes import NO_OPS, AttributeOps
 from idstitch.clock import parse_time
 from idstitch.commands import INGEST, Alias, Command, Event, Identify, Merge, Track
 from idstitch.ids import normalize_distinct_id
+from idstitch.ingest.device import with_device_and_campaign
 from idstitch.ingest.fields import read_event_name, read_object, read_ops, read_time, read_uuid
 from idstitch.ingest.messages import DecodedRequest
 from idstitch.outcomes import Rejection
@@ -104,7 +105,7 @@ def event_command(raw: Any, sent_at: datetime | None, received_at: datetime) -> 
     if name in _NO_PERSON_UPDATES:
         ops = NO_OPS
 
-    stored = {k: v for k, v in properties.items() if k not in _STRIPPED}
+    stored = with_device_and_campaign({k: v for k, v in properties.items() if k not in _STRIPPED})
     session_id = properties.get("$session_id")
     event = Event(
         uuid=uuid,
