@@ -151,7 +151,7 @@ def test_a_segment_built_in_the_ui_is_saved_for_the_query_api(ui: TestClient):
                                           "filter_json": '{"attribute":"plan","op":"equals","value":"pro"}'},
                     follow_redirects=False)
     assert saved.status_code == 303
-    segments = ui.get("/api/segments", headers={"Authorization": f"Bearer {SECRET_KEY}"}).json()
+    segments = ui.get("/api/segments", headers={"Authorization": f"Bearer {SECRET_KEY}"}).json()["results"]
     assert [(s["name"], s["filter"]) for s in segments] == [("Pro users", {"attribute": "plan", "op": "equals", "value": "pro"})]
     again = ui.post("/ui/segments", data={"csrf_token": csrf_of(built.text), "name": "Pro users",
                                           "filter_json": '{"attribute":"plan","op":"is_set"}'})
