@@ -272,7 +272,7 @@ def test_migrate_copies_every_row_and_the_app_on_postgresql_answers_the_same(tmp
         assert key["id"] > max(k["id"] for k in before["/api/keys"][1])
         send(api, "identify", user_id="user-eve-5", anonymous_id="eve-anon")
         eve = api.get("/api/persons", params={"distinct_id": "user-eve-5"}).json()
-        assert [link["kind"] for link in api.get(f"/api/persons/{eve['id']}/links").json()] == ["identify"]
+        assert [link["kind"] for link in api.get(f"/api/persons/{eve['id']}/links").json()["results"]] == ["identify"]
     conn = PostgresConnection(postgres_dsn)
     try:
         seqs = [row[0] for row in conn.raw.execute("SELECT seq FROM events ORDER BY seq")]

@@ -478,7 +478,8 @@ class Client:
         return self._call("POST", "/api/counts", json=body, retry=True)
 
     def segments(self) -> list[dict[str, Any]]:
-        return self._call("GET", "/api/segments", retry=True)
+        """Every saved segment, by name (all pages)."""
+        return list(self._pages("GET", "/api/segments", {}, 1000))
 
     def create_segment(self, name: str, filter: Mapping[str, Any], description: str = "") -> dict[str, Any]:
         """Save a named filter; use its `id` as `segment_id` or `{"segment": id}` in filters."""

@@ -303,7 +303,7 @@ def test_hotjar_heap_and_highlight_calls_work_unchanged(browser, pages: Site, id
     calls = {
         "/hotjar": "",
         "/heap": "heap.identify('user-ko'); heap.addUserProperties({tier: 'gold'}); heap.track('Heap event', {a: 1});",
-        "/highlight": "H.identify('user-lu', {highlightDisplayName: 'Lu'});",
+        "/highlight": "H.init('highlight-project', {networkRecording: true}); H.start(); H.identify('user-lu', {highlightDisplayName: 'Lu'});",
     }
     for path, call in calls.items():
         context = browser.new_context()

@@ -162,7 +162,7 @@ def test_a_segment_built_in_the_ui_is_saved_for_the_query_api(ui: TestClient):
                                           "filter_json": '{"attribute":"plan","op":"equals","value":"pro"}'},
                     follow_redirects=False)
     assert saved.status_code == 303
-    segments = ui.get("/api/segments", headers={"Authorization": f"Bearer {SECRET_KEY}"}).json()
+    segments = ui.get("/api/segments", headers={"Authorization": f"Bearer {SECRET_KEY}"}).json()["results"]
     assert [(s["name"], s["filter"]) for s in segments] == [("Pro users", {"attribute": "plan", "op": "equals", "value": "pro"})]
     again = ui.post("/ui/segments", data={"csrf_token": csrf_of(built.text), "name": "Pro users",
                                           "filter_json": '{"attribute":"plan","op":"is_set"}'})
@@ -177,3 +177,12 @@ def test_a_broken_filter_is_explained_with_its_path(ui: TestClient):
     answer = ui.get("/ui/users", params={"attr": "signed_up_at", "op": "after", "value": "someday"})
     assert answer.status_code == 400
     assert "ISO-8601" in answer.text
+
+
+def test_a_lone_surrogate_typed_in_the_ui_reads_as_u_fffd(ui: TestClient):
+    # JSON typed or pasted into the UI decodes as the API's does: "\ud800" is U+FFFD, not an error.
+    assert read_value('"a\\ud800"') == "a\ufffd"
+    ui.post("/ingest/identify", json={"token": INGEST_TOKEN, "user_id": "user-1", "set": {"plan": "pro\ufffd"}})
+    answer = ui.get("/ui/segments", params={"action": "json", "filter_json": '{"attribute": "plan", "op": "equals", "value": "pro\\ud800"}'})
+    assert answer.status_code == 200, answer.text
+    assert re.search(r'Matching users\s*<span class="count">1</span>', answer.text)

@@ -467,7 +467,10 @@ function shims() {
     });
   }
   if (!w.H) {
-    w.H = { identify: function (id, metadata) { identify(id, metadata); }, track: track };
+    // Highlight's page calls H.init(projectId, options) first; idstitch is set up by its own
+    // init, so that call (and H.start / H.stop, which control its recorder) does nothing.
+    const nothing = function () {};
+    w.H = { init: nothing, start: nothing, stop: nothing, identify: function (id, metadata) { identify(id, metadata); }, track: track };
   }
 }
 

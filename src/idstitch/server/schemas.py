@@ -7,6 +7,16 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 
+class Problem(BaseModel):
+    path: str = Field(description="The wrong part: `body`, a parameter, or a path such as `filter.and[1].op`.")
+    reason: str
+
+
+class ApiError(BaseModel):
+    detail: str = Field(description="Every problem as `path: reason`, joined by `; `.")
+    errors: list[Problem]
+
+
 class Person(BaseModel):
     id: str = Field(description="Person id: UUIDv5 of `<project>:<first distinct id>`.")
     distinct_ids: list[str]
@@ -46,6 +56,11 @@ class Link(BaseModel):
     decision_row: str | None
     outcome: str = Field(description="created, attached, merged, already_linked, refused:<reason>, split, imported")
     created_at: str
+
+
+class LinkPage(BaseModel):
+    results: list[Link]
+    next: str | None = Field(description="Cursor for the next page, or null on the last page.")
 
 
 class StoredEvent(BaseModel):
