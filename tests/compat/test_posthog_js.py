@@ -237,6 +237,11 @@ def test_the_landing_page_survives_a_login_on_another_page_and_no_campaign_key_i
     tab = open_tab(context, landing, live_server)
     device = tab.distinct_id()
     tab.run("posthog.capture('viewed pricing')")
+    # A visitor reads the page before moving on: leaving at once would abort posthog-js's send.
+    eventually(
+        lambda: live_api.post("/api/events/query", json={"distinct_id": device, "events": ["viewed pricing"]}).json()["results"],
+        what="the landing page's events stored",
+    )
     tab.page.goto(login)
     tab.page.wait_for_function("window.__phReady === true")
     tab.run("posthog.identify('user-ada', {name: 'Ada'})")

@@ -27,7 +27,7 @@ def person_of(api, distinct_id: str) -> dict:
 
 def links_of(api, distinct_id: str) -> list[str]:
     person = person_of(api, distinct_id)
-    return [link["outcome"] for link in api.get(f"/api/persons/{person['id']}/links").json()]
+    return [link["outcome"] for link in api.get(f"/api/persons/{person['id']}/links").json()["results"]]
 
 
 # -- $identify without $anon_distinct_id -------------------------------------------------------
