@@ -149,3 +149,19 @@ def test_a_breakdown_by_a_property_name_with_u_fffd_counts_it(fuzz_client):
     )
     assert response.status_code == 200, response.text
     assert [(s["breakdown"], s["total"]) for s in response.json()["series"]] == [("pro", 1)]
+
+
+# -- values of the right type that the standard library still refuses ------------------------
+
+
+@pytest.mark.parametrize("page", [{"url": "http://["}, {"referrer": "https://[::1/x"}], ids=["url", "referrer"])
+def test_a_segment_page_url_that_cannot_be_split_is_kept_and_the_batch_stored(fuzz_client, page):
+    uuid = uuid_of(1, sum(map(ord, str(page))))
+    message = {"type": "page", "userId": "broken-url", "messageId": uuid, "context": {"page": page}}
+    response = fuzz_client.post("/v1/batch", json={"batch": [message]}, headers=SEGMENT)
+    assert response.status_code == 200 and response.json() == {"success": True}, response.text
+    assert stored_uuids(fuzz_client.config, [uuid]) == {uuid}
+    events = fuzz_client.get("/api/persons", params={"distinct_id": "broken-url"}, headers=ADMIN).json()
+    stored = fuzz_client.get(f"/api/persons/{events['id']}/events", headers=ADMIN).json()["results"]
+    kept = {"url": "$current_url", "referrer": "$referrer"}
+    assert [e["properties"][kept[k]] for e in stored if e["uuid"] == uuid for k in page] == list(page.values())
