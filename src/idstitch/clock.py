@@ -15,7 +15,8 @@ def utc_now() -> datetime:
 def parse_time(value: object) -> datetime | None:
     """An ISO-8601 string, or epoch milliseconds (posthog-js `_`, `sent_at` query values), as UTC.
 
-    Returns None for anything else; naive times are taken as UTC.
+    Returns None for anything else, times outside the years 1 to 9999 in UTC included
+    (`0001-01-01T00:00:00+23:59`); naive times are taken as UTC.
     """
     if isinstance(value, str):
         text = value.strip()
@@ -27,9 +28,12 @@ def parse_time(value: object) -> datetime | None:
             return _parse_epoch(text)
         if parsed.tzinfo is None:
             return parsed.replace(tzinfo=timezone.utc)
-        return parsed.astimezone(timezone.utc)
+        try:
+            return parsed.astimezone(timezone.utc)
+        except OverflowError:
+            return None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return _from_epoch(float(value))
+        return _from_epoch(value)
     return None
 
 
@@ -42,8 +46,8 @@ def _parse_epoch(text: str) -> datetime | None:
 
 def _from_epoch(number: float) -> datetime | None:
     # Values below 1e11 are seconds (PostHog ignores those in `_`; as a timestamp they are fine).
-    seconds = number / 1000 if number > 1e11 else number
     try:
+        seconds = number / 1000 if number > 1e11 else number  # an int past 1e308 overflows here
         return datetime.fromtimestamp(seconds, timezone.utc)
     except (OverflowError, OSError, ValueError):
         return None

@@ -201,16 +201,16 @@ def _context_properties(context: dict[str, Any], page_properties: dict[str, Any]
     page = {k: v for k, v in page.items() if isinstance(v, str) and v}
     if "url" in page:
         found["$current_url"] = page["url"]
-        parts = urlsplit(page["url"])
-        if parts.netloc:
-            found["$host"] = parts.netloc
-        if parts.path:
-            found["$pathname"] = parts.path
+        host, path = _host_and_path(page["url"])
+        if host:
+            found["$host"] = host
+        if path:
+            found["$pathname"] = path
     if "path" in page:
         found["$pathname"] = page["path"]
     if "referrer" in page:
         found["$referrer"] = page["referrer"]
-        referring_domain = urlsplit(page["referrer"]).netloc
+        referring_domain, _ = _host_and_path(page["referrer"])
         if referring_domain:
             found["$referring_domain"] = referring_domain
     if "title" in page:
@@ -223,3 +223,13 @@ def _context_properties(context: dict[str, Any], page_properties: dict[str, Any]
     if isinstance(context.get("userAgent"), str):
         found["$raw_user_agent"] = context["userAgent"]
     return found
+
+
+def _host_and_path(url: str) -> tuple[str, str]:
+    """The host and path of `url`; none for a URL the standard library cannot split
+    (`http://[` is an unclosed IPv6 address): the URL itself is still kept."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "", ""
+    return parts.netloc, parts.path

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from idstitch.query.filters import Filter
+from idstitch.query.filters import Filter, check_key
 from idstitch.server.schemas import Person
 
 _FILTER_HELP = (
@@ -106,8 +106,8 @@ class Breakdown(BaseModel):
     def _exactly_one(self) -> Breakdown:
         if (self.attribute is None) == (self.property is None):
             raise ValueError("give exactly one of `attribute` or `property`")
-        if self.property is not None and ('"' in self.property or "\\" in self.property):
-            raise ValueError(f"property names with a double quote or a backslash are not supported: {self.property!r}")
+        if self.property is not None:
+            check_key("property", self.property)
         return self
 
 

@@ -284,11 +284,16 @@ def dead_letters_page(conn: Connection, project_id: int, limit: int, cursor: str
     rows = conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*params, limit + 1)).fetchall()
     more = len(rows) > limit
     rows = rows[:limit]
-    results = [
-        {"id": r["id"], "reason": r["reason"], "payload": _decode(r["payload"]), "received_at": r["received_at"]}
-        for r in rows
-    ]
-    return Page(results, encode_cursor(rows[-1]["id"]) if more else None)
+    return Page([dead_letter(r) for r in rows], encode_cursor(rows[-1]["id"]) if more else None)
+
+
+def dead_letter(row: Row) -> dict[str, Any]:
+    """A dead letter with its payload as it was received."""
+    try:
+        payload = _decode(row["payload"])
+    except msgspec.DecodeError:  # earlier versions stored a bare-string payload as that text
+        payload = row["payload"]
+    return {"id": row["id"], "reason": row["reason"], "payload": payload, "received_at": row["received_at"]}
 
 
 def export_persons(conn: Connection, project_id: int, batch: int = 500) -> Iterator[dict[str, Any]]:
