@@ -87,7 +87,10 @@ def serve(**values: Any) -> None:
     click.echo(f"  URL:          {url}")
     click.echo(f"  API docs:     {url}/docs  (OpenAPI: {url}/openapi.json)")
     click.echo(f"  ingest token: {default.project.ingest_token}")
-    if default.new_secret_key:
+    if default.given_key_revoked:
+        click.echo("  secret key:   the one given (IDSTITCH_SECRET_KEY / --secret-key) was revoked and is refused;"
+                   " mint another with `idstitch create-key`")
+    elif default.new_secret_key:
         click.echo(f"  secret key:   {default.new_secret_key}")
         click.echo("                (stored hashed: copy it now, it is not shown again)")
     else:
