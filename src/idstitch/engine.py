@@ -8,7 +8,7 @@ the batch is flushed. The store it is given implements `PersonStore`; the engine
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -111,7 +111,8 @@ class PersonStore(Protocol):
     def insert_link(self, entry: LinkEntry) -> None: ...
     def insert_warnings(self, warnings: list[WarningRecord]) -> None: ...
     def insert_dead_letter(self, reason: str, payload: Any) -> None: ...
-    def audit(self, actor: str, action: str, details: dict[str, Any]) -> None: ...
+    def audit(self, actor: str, action: str, details: dict[str, Any], ids: Mapping[str, Any] | None = None) -> None:
+        """An audit entry; `ids` name persons and are stored as keyed hashes only."""
 
 
 @dataclass(slots=True)
@@ -326,7 +327,7 @@ class Batch:
             if self._person_of(command.target) is None:
                 raise NotFound(f"No person owns distinct id {command.target!r}")
             self._link(LinkKind.MERGE, command.target, command.source, command.actor, None, result)
-            self.store.audit(str(command.actor), "merge", {"target": command.target, "source": command.source})
+            self.store.audit(str(command.actor), "merge", {}, ids={"target": command.target, "source": command.source})
             return
         self._link_event(LinkKind.MERGE, event, command.target, command.source, command.actor, result)
 
@@ -603,7 +604,7 @@ class Batch:
                     LinkKind.SPLIT, command.actor, distinct_id, None, None, LinkOutcome.SPLIT, None, None,
                     target_person_id=person_id, source_person_id=command.person_id,
                 )
-        self.store.audit(str(command.actor), "split", {"person_id": command.person_id, "groups": groups})
+        self.store.audit(str(command.actor), "split", {}, ids={"person_id": command.person_id, "groups": groups})
 
     def _rederive(self, distinct_ids: list[str], has_user_id: bool) -> tuple[PersonAttributes, datetime | None]:
         if self._events:

@@ -23,8 +23,6 @@ erased?" for an id you already hold, and nothing else. The key is per project
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
 import secrets
 import uuid
@@ -40,13 +38,13 @@ from idstitch.errors import Conflict, InvalidRequest, NotFound
 from idstitch.outcomes import Rejection
 from idstitch.store import reads
 from idstitch.store.connection import Connection, Row
+from idstitch.store.keyed_hashes import HASH_PREFIX, keyed_hash, privacy_key
 from idstitch.store.persons import encode_json
 from idstitch.store.projects import add_secret_key, hash_key
 
 _decode = msgspec.json.Decoder().decode
 
 SELECTOR_KINDS = ("distinct_id", "user_id", "email", "person_id")
-HASH_PREFIX = "hmac-sha256:"
 # Ids at least this long are also searched for inside longer strings (URLs, messages); shorter
 # ones only as whole JSON strings, so erasing "u-1" does not touch what mentions "u-10".
 CONTAINED_ID_LENGTH = 8
@@ -82,21 +80,6 @@ class Selector:
 
     def as_json(self) -> dict[str, str]:
         return {self.kind: self.value}
-
-
-# -- keyed hashes ----------------------------------------------------------------------------
-
-
-def privacy_key(conn: Connection, project_id: int) -> bytes:
-    row = conn.execute("SELECT hmac_key FROM privacy_keys WHERE project_id = ?", (project_id,)).fetchone()
-    if row is None:
-        raise NotFound(f"Project {project_id} has no privacy key")
-    return bytes.fromhex(row[0])
-
-
-def keyed_hash(key: bytes, value: str) -> str:
-    """HMAC-SHA256 of an id; `surrogatepass` so no string can make hashing fail."""
-    return hmac.digest(key, value.encode("utf-8", "surrogatepass"), hashlib.sha256).hex()
 
 
 # -- finding a person ------------------------------------------------------------------------
