@@ -298,7 +298,7 @@ def bulk_load(path: Path, events: int, seed: int) -> int:
                 if first:
                     apply_operations(person.attributes, first_touch_ops(event.properties, event.name), context, policy)
                 if event.ops:
-                    warnings += apply_operations(person.attributes, event.ops, context, policy)[1]
+                    warnings += apply_operations(person.attributes, event.ops, context, policy).warnings
             persons += alive.values()
         store.insert_events(kept)
         store.save_persons([person.row for person in persons], new=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -274,10 +274,9 @@ class Batch:
 
     def _track(self, event: Event, result: CommandResult) -> None:
         seq = self._store_event(event)
-        if not event.process_person:
-            return
-        person = self._person_for_event(event)
+        person = self._person_for_event(event) if event.process_person else None
         if person is None:
+            self._keep_ops(seq, NO_OPS)  # they change no person
             return
         result.person_id = person.row.person_id
         self._apply_ops(person, event, seq, result)
@@ -547,18 +546,26 @@ class Batch:
         policy = self.settings.attribute_policy
         if auto and policy.enabled:
             # First-touch attributes are ours, not the sender's: never a warning of their own.
-            changed, _ = apply_operations(attributes, auto, context, policy)
-            person.dirty_keys |= changed
+            person.dirty_keys |= apply_operations(attributes, auto, context, policy).changed
         if event.ops:
-            changed, warnings = apply_operations(attributes, event.ops, context, policy)
-            person.dirty_keys |= changed
-            result.warnings.extend(warnings)
+            applied = apply_operations(attributes, event.ops, context, policy)
+            person.dirty_keys |= applied.changed
+            result.warnings.extend(applied.warnings)
+            self._keep_ops(seq, applied.kept)
 
     def _store_event(self, event: Event) -> int:
         seq = self.store.next_seq()
         self._events.append(StoredEvent(seq, event))
         self._seen_uuids.add(event.uuid)
         return seq
+
+    def _keep_ops(self, seq: int, kept: AttributeOps) -> None:
+        """Store the event just added with only these of its operations: a value refused, or
+        not applied to any person, is not kept (the warning names its key)."""
+        stored = self._events[-1]
+        assert stored.seq == seq, "operations are decided right after their event is added"
+        if stored.event.ops is not kept:
+            self._events[-1] = StoredEvent(seq, replace(stored.event, ops=kept))
 
     # -- admin -----------------------------------------------------------------------------
 

@@ -104,6 +104,9 @@ class Erased(BaseModel):
     warnings: int
     dead_letters: int
     audit_entries_redacted: int
+    others_events_redacted: int = Field(
+        description="Other ids' events (identifies, aliases, merges) that named the erased ids: those now hold keyed hashes."
+    )
     suppressed_ids: int
 
 

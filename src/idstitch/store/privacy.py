@@ -425,6 +425,7 @@ class ErasureReport:
     warnings: int = 0
     dead_letters: int = 0
     audit_entries_redacted: int = 0
+    others_events_redacted: int = 0
     sessions: int = 0
     segments: int = 0
     suppressed_ids: int = 0
@@ -465,7 +466,9 @@ def erase(
         conn.execute("PRAGMA secure_delete = ON")
     try:
         sessions = _session_ids(conn, project_id, subject)
+        naming = _events_naming(conn, project_id, subject, needles)
         _erase_events(conn, project_id, subject, keep_anonymised_counts, report)
+        report.others_events_redacted = _redact_events(conn, project_id, naming, needles, key)
         report.sessions = _rebuild_sessions(conn, project_id, sessions)
         report.attributes = _delete_in(conn, "DELETE FROM person_attributes WHERE person_id IN ({})", subject.person_ids)
         report.distinct_ids = _delete_in(
@@ -482,7 +485,8 @@ def erase(
             conn.execute("PRAGMA secure_delete = OFF")
     report.found = any(
         (report.persons, report.distinct_ids, report.events_deleted, report.events_anonymised, report.links,
-         report.warnings, report.dead_letters, report.audit_entries_redacted, report.sessions, report.segments)
+         report.warnings, report.dead_letters, report.audit_entries_redacted, report.others_events_redacted,
+         report.sessions, report.segments)
     )
     if suppress:
         ids = set(subject.distinct_ids)
@@ -547,6 +551,44 @@ def _erase_events(
                 "INSERT INTO event_uuids (project_id, uuid) VALUES (?, ?)", [(project_id, new) for _, new, _, _ in changes]
             )
         report.events_anonymised += len(rows)
+
+
+def _events_naming(conn: Connection, project_id: int, subject: _Subject, needles: _Needles) -> list[str]:
+    """Uuids of the events that name the subject's ids in their properties: its identity events,
+    and other ids' identifies, aliases and merges naming them (refused, or split apart since),
+    which their link rows and warnings point to."""
+    uuids: set[str] = set()
+    for chunk in _chunks(subject.distinct_ids):
+        marks = ",".join("?" * len(chunk))
+        uuids.update(
+            r[0]
+            for r in conn.execute(
+                f"SELECT event_uuid FROM links WHERE project_id = ? AND event_uuid IS NOT NULL"
+                f" AND (target_distinct_id IN ({marks}) OR source_distinct_id IN ({marks}))",
+                (project_id, *chunk, *chunk),
+            )
+        )
+    warnings = _rows(conn, "warnings", _ids_mentioning(conn, "warnings", project_id, needles))
+    uuids.update(w["event_uuid"] for w in warnings if w["event_uuid"] is not None)
+    return sorted(uuids)
+
+
+def _redact_events(conn: Connection, project_id: int, uuids: Sequence[str], needles: _Needles, key: bytes) -> int:
+    """In the events left with these uuids (other ids' events), replace mentions of the subject
+    by keyed hashes, as in the audit log: the events stay theirs, the erased ids leave them."""
+    changes: list[tuple[str, str | None, int]] = []
+    for chunk in _chunks(uuids):
+        for seq, properties, ops in conn.execute(
+            f"SELECT seq, properties, ops FROM events WHERE project_id = ? AND uuid IN ({','.join('?' * len(chunk))})",
+            (project_id, *chunk),
+        ):
+            before = (_decode(properties), _decode(ops) if ops is not None else None)
+            after = needles.redact(before[0], key), needles.redact(before[1], key)
+            if after != before:
+                changes.append((encode_json(after[0]), encode_json(after[1]) if after[1] is not None else None, seq))
+    if changes:
+        conn.executemany("UPDATE events SET properties = ?, ops = ? WHERE seq = ?", changes)
+    return len(changes)
 
 
 def _session_ids(conn: Connection, project_id: int, subject: _Subject) -> list[str]:
