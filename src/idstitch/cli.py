@@ -237,8 +237,14 @@ def delete_person(
         ))
     except IdstitchError as error:
         raise click.ClickException(str(error)) from None
-    store.forget_erased()
-    click.echo(msgspec.json.encode({"erased": report.to_json(), "suppress": suppress}).decode())
+    pending = store.forget_erased(wait=30.0)
+    click.echo(msgspec.json.encode({"erased": report.to_json(), "suppress": suppress, "complete": pending is None,
+                                    "pending": pending, "remains": store.erasure_remains}).decode())
+    if pending:
+        raise click.ClickException(
+            f"the rows are erased but not yet their bytes: {pending}; the server's next erasure or its shutdown"
+            " finishes it"
+        )
 
 
 def _write_once(store: Store, fn: Callable[[Any], Any]) -> Any:
