@@ -557,17 +557,15 @@ def _events_naming(conn: Connection, project_id: int, subject: _Subject, needles
     """Uuids of the events that name the subject's ids in their properties: its identity events,
     and other ids' identifies, aliases and merges naming them (refused, or split apart since),
     which their link rows and warnings point to."""
-    uuids: set[str] = set()
-    for chunk in _chunks(subject.distinct_ids):
-        marks = ",".join("?" * len(chunk))
-        uuids.update(
-            r[0]
-            for r in conn.execute(
-                f"SELECT event_uuid FROM links WHERE project_id = ? AND event_uuid IS NOT NULL"
-                f" AND (target_distinct_id IN ({marks}) OR source_distinct_id IN ({marks}))",
-                (project_id, *chunk, *chunk),
-            )
+    uuids: set[str] = {
+        r[0]
+        for r in _select_in(
+            conn,
+            "SELECT event_uuid FROM links WHERE project_id = ? AND event_uuid IS NOT NULL"
+            " AND (target_distinct_id IN ({0}) OR source_distinct_id IN ({0}))",
+            subject.distinct_ids, project_id, repeat=2,
         )
+    }
     warnings = _rows(conn, "warnings", _ids_mentioning(conn, "warnings", project_id, needles))
     uuids.update(w["event_uuid"] for w in warnings if w["event_uuid"] is not None)
     return sorted(uuids)
@@ -577,15 +575,13 @@ def _redact_events(conn: Connection, project_id: int, uuids: Sequence[str], need
     """In the events left with these uuids (other ids' events), replace mentions of the subject
     by keyed hashes, as in the audit log: the events stay theirs, the erased ids leave them."""
     changes: list[tuple[str, str | None, int]] = []
-    for chunk in _chunks(uuids):
-        for seq, properties, ops in conn.execute(
-            f"SELECT seq, properties, ops FROM events WHERE project_id = ? AND uuid IN ({','.join('?' * len(chunk))})",
-            (project_id, *chunk),
-        ):
-            before = (_decode(properties), _decode(ops) if ops is not None else None)
-            after = needles.redact(before[0], key), needles.redact(before[1], key)
-            if after != before:
-                changes.append((encode_json(after[0]), encode_json(after[1]) if after[1] is not None else None, seq))
+    for row in _select_in(
+        conn, "SELECT seq, properties, ops FROM events WHERE project_id = ? AND uuid IN ({})", uuids, project_id
+    ):
+        before = (_decode(row["properties"]), _decode(row["ops"]) if row["ops"] is not None else None)
+        after = needles.redact(before[0], key), needles.redact(before[1], key)
+        if after != before:
+            changes.append((encode_json(after[0]), encode_json(after[1]) if after[1] is not None else None, row["seq"]))
     if changes:
         conn.executemany("UPDATE events SET properties = ?, ops = ? WHERE seq = ?", changes)
     return len(changes)
@@ -690,6 +686,13 @@ def _redact_audit(conn: Connection, project_id: int, needles: _Needles, key: byt
         details["redacted"] = True
         conn.execute("UPDATE audit_log SET details = ? WHERE id = ?", (encode_json(details), row["id"]))
     return len(rows)
+
+
+def _select_in(conn: Connection, sql: str, values: Sequence[Any], *leading: Any, repeat: int = 1) -> Iterator[Row]:
+    """The rows of `sql` whose `{}` (or `{0}`, `repeat` times) is a list of `values`, in chunks."""
+    for chunk in _chunks(values):
+        marks = ",".join("?" * len(chunk))
+        yield from conn.execute(sql.format(marks), (*leading, *(list(chunk) * repeat)))
 
 
 def _delete_in(conn: Connection, sql: str, values: Sequence[Any], *leading: Any, repeat: int = 1) -> int:
