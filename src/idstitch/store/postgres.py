@@ -531,12 +531,17 @@ def vacuum_erased(dsn: str, wait: float) -> str | None:
     conn = psycopg.connect(dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS)
     try:
         deadline = time.monotonic() + wait
+        # Transactions begun since need not end: their snapshots no longer see the erased rows.
+        row = conn.execute("SELECT statement_timestamp()").fetchone()
+        assert row is not None
+        since = row[0]
         while True:
             holders = [
                 r[0]
                 for r in conn.execute(
                     "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                    " AND backend_type = 'client backend' AND backend_xmin IS NOT NULL AND xact_start < statement_timestamp()"
+                    " AND backend_type = 'client backend' AND backend_xmin IS NOT NULL AND xact_start < %s",
+                    (since,),
                 )
             ]
             if not holders:
