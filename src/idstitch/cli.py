@@ -87,7 +87,10 @@ def serve(**values: Any) -> None:
     click.echo(f"  URL:          {url}")
     click.echo(f"  API docs:     {url}/docs  (OpenAPI: {url}/openapi.json)")
     click.echo(f"  ingest token: {default.project.ingest_token}")
-    if default.new_secret_key:
+    if default.given_key_revoked:
+        click.echo("  secret key:   the one given (IDSTITCH_SECRET_KEY / --secret-key) was revoked and is refused;"
+                   " mint another with `idstitch create-key`")
+    elif default.new_secret_key:
         click.echo(f"  secret key:   {default.new_secret_key}")
         click.echo("                (stored hashed: copy it now, it is not shown again)")
     else:
@@ -237,8 +240,14 @@ def delete_person(
         ))
     except IdstitchError as error:
         raise click.ClickException(str(error)) from None
-    store.forget_erased()
-    click.echo(msgspec.json.encode({"erased": report.to_json(), "suppress": suppress}).decode())
+    pending = store.forget_erased(wait=30.0)
+    click.echo(msgspec.json.encode({"erased": report.to_json(), "suppress": suppress, "complete": pending is None,
+                                    "pending": pending, "remains": store.erasure_remains}).decode())
+    if pending:
+        raise click.ClickException(
+            f"the rows are erased but not yet their bytes: {pending}; the server's next erasure or its shutdown"
+            " finishes it"
+        )
 
 
 def _write_once(store: Store, fn: Callable[[Any], Any]) -> Any:

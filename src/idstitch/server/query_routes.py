@@ -186,7 +186,7 @@ async def update_attributes(request: Request, key: Key, body: schemas.AttributeU
         batch.flush()
         store.audit(
             f"admin:{key.id}", "set_attributes",
-            {"distinct_id": body.distinct_id, "event_uuid": event.uuid, "keys": sorted(event.ops.keys())},
+            {"event_uuid": event.uuid, "keys": sorted(event.ops.keys())}, ids={"distinct_id": body.distinct_id},
         )
         return result
 

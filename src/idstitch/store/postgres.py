@@ -14,6 +14,7 @@ import functools
 import hashlib
 import logging
 import re
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timezone
@@ -514,3 +515,45 @@ class PostgresWriteSession:
             if len(taken) != len(unclaimed):
                 raise IdentitiesMoved("an event uuid no claim named was stored by another write meanwhile")
         self._stored.setdefault(project_id, set()).update(uuids)
+
+
+# The tables an erasure deletes from or rewrites (store/privacy.py `erase`).
+ERASED_TABLES = (
+    "persons", "distinct_ids", "person_attributes", "events", "event_uuids", "links", "warnings", "dead_letters",
+    "sessions", "segments", "audit_log",
+)
+
+
+def vacuum_erased(dsn: str, wait: float) -> str | None:
+    """VACUUM the tables an erasure touched, once no transaction older than this call can still
+    see the erased rows (VACUUM keeps what an open snapshot sees). None when vacuumed; else which
+    sessions hold it up, after waiting up to `wait` seconds for them to end."""
+    conn = psycopg.connect(dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS)
+    try:
+        deadline = time.monotonic() + wait
+        # Transactions begun since need not end: their snapshots no longer see the erased rows.
+        row = conn.execute("SELECT statement_timestamp()").fetchone()
+        assert row is not None
+        since = row[0]
+        while True:
+            holders = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    " AND backend_type = 'client backend' AND backend_xmin IS NOT NULL AND xact_start < %s",
+                    (since,),
+                )
+            ]
+            if not holders:
+                conn.execute(f"VACUUM {', '.join(ERASED_TABLES)}")
+                return None
+            if time.monotonic() >= deadline:
+                return (
+                    f"PostgreSQL sessions {', '.join(map(str, sorted(holders)))} hold transactions open since before the"
+                    " erasure, which still see the erased rows, so VACUUM cannot remove them yet"
+                )
+            time.sleep(0.1)
+    except psycopg.OperationalError as error:
+        return f"VACUUM of the erased rows failed ({error}); they are removed by the next (auto)vacuum"
+    finally:
+        conn.close()

@@ -186,11 +186,11 @@ class SQLiteWriteSession:
         self.conn.close()
 
 
-def truncate_wal(path: Path) -> bool:
+def truncate_wal(path: Path, wait: float = 1.0) -> bool:
     """Copy the WAL into the database file and empty it, so erased rows' old page images leave
-    the WAL too (with `secure_delete` the freed pages are zeros). Best effort: a reader on an
-    older snapshot, or a long write, makes it give up after a second; the WAL is reused anyway."""
-    conn = sqlite3.connect(path, timeout=1.0, isolation_level=None)
+    the WAL too (with `secure_delete` the freed pages are zeros). A reader on an older snapshot,
+    or a long write, holds it up: it waits for them up to `wait` seconds, then gives up (False)."""
+    conn = sqlite3.connect(path, timeout=wait, isolation_level=None)
     try:
         busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         return busy == 0
