@@ -22,6 +22,7 @@ from idstitch.server.app import create_app
 from idstitch.server.state import ServerConfig
 from tests.conftest import INGEST_TOKEN, SECRET_KEY, STORES, _drop_quietly
 from tests.postgres_server import PostgresServer
+from tests.store_contents import TableDigest, table_digests
 
 FUZZ_EXAMPLES = int(os.environ.get("IDSTITCH_FUZZ_EXAMPLES", "40"))
 fuzz_settings = settings(
@@ -66,6 +67,15 @@ def fuzz_client(tmp_path_factory: pytest.TempPathFactory, fuzz_store: str | None
     with TestClient(create_app(config), raise_server_exceptions=False) as client:
         client.config = config  # type: ignore[attr-defined]
         yield client
+
+
+def store_contents(client: TestClient) -> dict[str, TableDigest]:
+    """A digest of every table of the fuzz app's store (tests/store_contents.py)."""
+    conn = client.config.store().connect(read_only=True)  # type: ignore[attr-defined]
+    try:
+        return table_digests(conn)
+    finally:
+        conn.close()
 
 
 def stored_uuids(config: ServerConfig, uuids: list[str]) -> set[str]:
