@@ -83,6 +83,15 @@ def test_a_segment_id_past_sqlite_integers_is_refused(seeded, path):
         assert seeded.request(method, path, headers=ADMIN).status_code in (400, 422)
 
 
+def test_a_segment_id_past_sqlite_integers_in_a_query_string_is_refused(seeded):
+    # Found by the CI fuzz profile: `GET /api/sessions?segment_id=2**63` reached the driver, a 500.
+    response = seeded.get("/api/sessions", params={"segment_id": 2**63}, headers=ADMIN)
+    assert response.status_code == 400, response.text[:300]
+    assert response.json()["errors"] == [
+        {"path": "segment_id", "reason": "Input should be less than or equal to 9223372036854775807"}
+    ]
+
+
 @pytest.mark.parametrize("cursor", ["W1tdLDFd", "WyJ6IiwgeyJhIjoxfV0=", "WzEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDVd"])
 def test_a_forged_cursor_on_the_read_api_is_a_400(seeded, cursor):
     for path in ("/api/persons", "/api/warnings", "/api/dead-letters", "/api/audit-log"):
