@@ -194,15 +194,19 @@ def test_posthog_batches_of_generated_events(fuzz_client, events, sent_at):
 def test_native_batches_of_generated_messages(fuzz_client, messages, sent_at):
     # The native answer names each message's outcome and uuid: every one not rejected is stored.
     envelope = {"batch": with_uuids(messages, "uuid"), **({"sent_at": sent_at} if sent_at is not None else {})}
+    events_before = event_count(fuzz_client)
     response = fuzz_client.post("/ingest/batch", content=json.dumps(envelope).encode(), headers=NATIVE)
     assert response.status_code in (200, 400, 413), response.text[:500]
     if response.status_code != 200:
+        assert event_count(fuzz_client) == events_before, "a refused request stored events"
         return
-    results = response.json()["results"]
+    body = response.json()
+    results = body["results"]
     assert [r["index"] for r in results] == list(range(len(messages)))
-    kept = {r["uuid"] for r in results if r["status"] in ("accepted", "duplicate")}
     assert all(r["status"] in ("accepted", "duplicate", "rejected") for r in results)
+    kept = {r["uuid"] for r in results if r["status"] in ("accepted", "duplicate")}
     assert stored_uuids(fuzz_client.config, list(kept)) == kept if kept else True
+    assert event_count(fuzz_client) - events_before == body["accepted"], body
 
 
 @fuzz_settings
