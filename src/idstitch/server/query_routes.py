@@ -34,6 +34,8 @@ from idstitch.store.connection import Connection
 from idstitch.store.projects import SecretKey
 
 T = TypeVar("T")
+# The largest integer both databases store: a larger id reaching the driver overflowed (a 500).
+MAX_SEGMENT_ID = 2**63 - 1
 
 
 router = APIRouter(prefix="/api", tags=["query"], route_class=ApiRoute, responses=API_ERRORS)
@@ -230,7 +232,7 @@ async def list_sessions(
     before: Annotated[str | None, Query(description="Started before. ISO-8601 or relative.")] = None,
     identified: bool | None = None,
     inferred: bool | None = None,
-    segment_id: Annotated[int | None, Query(ge=1)] = None,
+    segment_id: Annotated[int | None, Query(ge=1, le=MAX_SEGMENT_ID)] = None,
     filter: Annotated[str | None, Query(description="A filter document as JSON text (see POST /api/sessions/query).")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: str | None = None,
@@ -338,7 +340,7 @@ async def create_segment(request: Request, key: Key, body: schemas.SegmentIn) ->
 
 
 # At most SQLite's largest integer: a bigger id cannot be bound (it was a 500).
-SegmentId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+SegmentId = Annotated[int, Path(ge=1, le=MAX_SEGMENT_ID)]
 
 
 @router.get("/segments/{segment_id}", response_model=schemas.Segment)
