@@ -16,9 +16,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from idstitch.clock import parse_time
 from idstitch.commands import Actor, ImportPerson, Merge, Split
 from idstitch.engine import Batch
-from idstitch.errors import Conflict, IdstitchError, InvalidRequest, InvalidSetting, NotFound
+from idstitch.errors import IdstitchError
 from idstitch.ingest.pipeline import WriteContext, apply_imports
 from idstitch.server import schemas
+from idstitch.server.http_errors import http_error
 from idstitch.server.state import AppState
 from idstitch.store import reads
 from idstitch.store.connection import Connection
@@ -78,12 +79,7 @@ async def _write(state: AppState, fn: Callable[[WriteContext], T]) -> T:
     try:
         return await state.writer.write(fn)
     except IdstitchError as error:
-        raise _http_error(error) from None
-
-
-def _http_error(error: IdstitchError) -> HTTPException:
-    status = {NotFound: 404, Conflict: 409, InvalidRequest: 400, InvalidSetting: 400}.get(type(error), 400)
-    return HTTPException(status, str(error))
+        raise http_error(error) from None
 
 
 @router.get("/persons", response_model=schemas.Person | schemas.PersonPage)
@@ -107,7 +103,7 @@ async def persons(
     try:
         page = await _read(request, lambda conn: reads.persons_page(conn, key.project_id, limit, cursor))
     except IdstitchError as error:
-        raise _http_error(error) from None
+        raise http_error(error) from None
     return {"results": page.results, "next": page.next_cursor}
 
 
@@ -151,7 +147,7 @@ async def person_events(
     try:
         page = await _read(request, lambda conn: reads.events_page(conn, key.project_id, person_id, limit, cursor))
     except IdstitchError as error:
-        raise _http_error(error) from None
+        raise http_error(error) from None
     return {"results": page.results, "next": page.next_cursor}
 
 
@@ -209,7 +205,7 @@ async def warnings(
     try:
         page = await _read(request, lambda conn: reads.warnings_page(conn, key.project_id, limit, cursor, type))
     except IdstitchError as error:
-        raise _http_error(error) from None
+        raise http_error(error) from None
     return {"results": page.results, "next": page.next_cursor}
 
 
@@ -221,7 +217,7 @@ async def dead_letters(
     try:
         page = await _read(request, lambda conn: reads.dead_letters_page(conn, key.project_id, limit, cursor))
     except IdstitchError as error:
-        raise _http_error(error) from None
+        raise http_error(error) from None
     return {"results": page.results, "next": page.next_cursor}
 
 
@@ -239,7 +235,7 @@ async def patch_settings(request: Request, key: Key, changes: dict[str, Any]) ->
     try:
         updated = project.settings.updated(changes)
     except IdstitchError as error:
-        raise _http_error(error) from None
+        raise http_error(error) from None
 
     def store(context: WriteContext) -> None:
         save_settings(context.conn, project.id, updated)

@@ -24,7 +24,7 @@ from psycopg import errors as pg_errors
 from psycopg.types.string import TextLoader
 
 from idstitch.clock import Now
-from idstitch.errors import StoreUnavailable
+from idstitch.errors import StoreFull, StoreUnavailable
 from idstitch.store.dialects import MIGRATIONS_LOCK, POSTGRES, WRITES_LOCK
 from idstitch.store.persons import EVENT_COLUMNS, SQLPersons
 from idstitch.store.postgres_schema import MIGRATIONS
@@ -476,6 +476,16 @@ class PostgresWriteSession:
             isinstance(error, psycopg.OperationalError) and self.conn.raw.broken
         ):
             return min(0.1 * 2**attempt, 2.0)  # the database is restarting: reconnect on begin
+        return None
+
+    def store_fault(self, error: BaseException) -> StoreUnavailable | None:
+        """A full disk, an I/O error, a database that turned read-only (a standby after a
+        failover): none is the request's fault, and each passes without this server's help."""
+        sqlstate = getattr(error, "sqlstate", None) or ""
+        if sqlstate == pg_errors.DiskFull.sqlstate:
+            return StoreFull(f"PostgreSQL's disk is full: nothing of this request was stored; send it again later ({error})")
+        if sqlstate.startswith(("53", "58")) or sqlstate == pg_errors.ReadOnlySqlTransaction.sqlstate:
+            return StoreUnavailable(f"PostgreSQL cannot write now: nothing of this request was stored ({error})")
         return None
 
     def between_groups(self, *, idle: bool) -> None:
