@@ -96,6 +96,20 @@ def serve(**values: Any) -> None:
     uvicorn.run(create_app(config, given=store), host=config.host, port=config.port, log_level="warning", access_log=False)
 
 
+@cli.command()
+@_option("data_dir")
+@_option("database")
+def status(data_dir: str, database: str | None) -> None:
+    """Show the store and its size on disk, its write-ahead log included (a server need not run).
+
+    Example: idstitch status --data-dir ./idstitch-data
+    """
+    store = _existing_store(data_dir, database)
+    click.echo(f"store: {store.description}")
+    for name, size in store.sizes().items():
+        click.echo(f"{name.removesuffix('_bytes')}: {'unknown' if size is None else f'{size:,} bytes'}")
+
+
 @cli.command("create-key")
 @_option("data_dir")
 @_option("database")

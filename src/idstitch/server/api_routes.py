@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+import idstitch
 from idstitch.clock import parse_time
 from idstitch.commands import Actor, ImportPerson, Merge, Split
 from idstitch.engine import Batch
@@ -219,6 +220,21 @@ async def dead_letters(
     except IdstitchError as error:
         raise http_error(error) from None
     return {"results": page.results, "next": page.next_cursor}
+
+
+@router.get("/status", response_model=schemas.Status)
+async def status(request: Request, key: Key) -> Any:
+    """This server and its store: sizes on disk (the WAL included) and whether writes commit."""
+    state = _state(request)
+    writer = state.writer
+    fault = writer.stopped or writer.fault
+    sizes = await run_in_threadpool(state.store.sizes)
+    return {
+        "version": idstitch.__version__,
+        "store": state.store.description,
+        **sizes,
+        "writer": {"running": writer.stopped is None, "fault": None if fault is None else str(fault)},
+    }
 
 
 @router.get("/project/settings", response_model=schemas.ProjectSettingsModel)

@@ -191,6 +191,16 @@ def _unavailable_when_dropped(conn: PostgresConnection) -> Iterator[None]:
 _DATABASE_GOING_AWAY = (pg_errors.AdminShutdown, pg_errors.CannotConnectNow, pg_errors.CrashShutdown)
 
 
+def sizes(conn: PostgresConnection) -> dict[str, int | None]:
+    """The database's size, and the server's WAL where this role may list it (pg_monitor)."""
+    [database] = conn.execute("SELECT pg_database_size(current_database())").fetchall()[0]
+    try:
+        [wal] = conn.execute("SELECT coalesce(sum(size), 0) FROM pg_ls_waldir()").fetchall()[0]
+    except pg_errors.InsufficientPrivilege:
+        wal = None
+    return {"database_bytes": int(database), "wal_bytes": None if wal is None else int(wal)}
+
+
 def open_database(dsn: str) -> PostgresConnection:
     """Connect, and create or migrate the schema (once, when several servers start together)."""
     conn = PostgresConnection(dsn)

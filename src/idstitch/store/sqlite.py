@@ -224,7 +224,7 @@ def store_fault(error: BaseException) -> StoreUnavailable | None:
 
 def file_sizes(path: Path) -> dict[str, int]:
     """The database file and its WAL, in bytes (0 for a file that is not there)."""
-    sizes = {}
+    sizes: dict[str, int] = {}
     for name, file in (("database_bytes", path), ("wal_bytes", path.with_name(path.name + "-wal"))):
         try:
             sizes[name] = file.stat().st_size
