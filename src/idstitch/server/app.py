@@ -22,6 +22,7 @@ from idstitch.server import (
     ui_routes,
 )
 from idstitch.server.cors import IngestCORSMiddleware
+from idstitch.server.docs_routes import add_api_docs
 from idstitch.server.ratelimit import ApiRateLimitMiddleware, RateLimits
 from idstitch.server.state import AppState, ServerConfig
 from idstitch.store.backends import Store
@@ -65,7 +66,10 @@ def create_app(config: ServerConfig, now: Now = utc_now, given: Store | None = N
         version=idstitch.__version__,
         description="Identity resolution and user attributes for product analytics.",
         lifespan=lifespan,
+        docs_url=None,  # served by docs_routes, from the package instead of a CDN
+        redoc_url=None,
     )
+    add_api_docs(app)
     app.include_router(ingest_routes.router)
     app.include_router(api_routes.router)
     app.include_router(static_routes.router)
