@@ -18,7 +18,7 @@ import msgspec
 from idstitch import __version__
 from idstitch.clock import parse_time, utc_now
 from idstitch.commands import Actor, ImportPerson
-from idstitch.errors import IdstitchError
+from idstitch.errors import IdstitchError, StoreUnavailable
 from idstitch.ingest.pipeline import Writer, apply_imports
 from idstitch.server.state import ServerConfig
 from idstitch.settings import SERVER_SETTINGS, Setting
@@ -45,7 +45,18 @@ def _option(name: str) -> Callable[[Any], Any]:
     )
 
 
-@click.group()
+class _Commands(click.Group):
+    """Every command: a store that cannot be written or read now (a full disk, a database that
+    is down) is a one-line error, not a traceback; nothing of the command was stored."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except StoreUnavailable as error:
+            raise click.ClickException(str(error)) from None
+
+
+@click.group(cls=_Commands)
 @click.version_option(package_name="idstitch")
 def cli() -> None:
     """idstitch: identity resolution and user attributes for product analytics."""

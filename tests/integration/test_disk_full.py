@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.conftest import INGEST_TOKEN, SECRET_KEY, ServerProcess
+from tests.integration.conftest import INGEST_TOKEN, SECRET_KEY, ServerProcess, idstitch_command
 
 DISK_BYTES = 24 * 1024 * 1024
 
@@ -147,3 +147,22 @@ def test_sigterm_stops_the_server_while_the_disk_is_full(disk: Path, server_on: 
     assert process is not None
     process.terminate()
     assert process.wait(timeout=10.0) is not None
+
+
+def test_cli_import_on_a_full_disk_says_so_and_imports_nothing(disk: Path, tmp_path: Path) -> None:
+    data_dir = disk / "data"
+    server = ServerProcess(data_dir=data_dir, log_dir=tmp_path)
+    server.start()
+    server.stop()  # the database exists; the CLI writes it alone
+    persons = tmp_path / "persons.jsonl"
+    persons.write_text("".join(
+        f'{{"distinct_ids": ["imported-{i}"], "properties": {{"note": "{"y" * 2000}"}}}}\n' for i in range(300)
+    ))
+    fill(disk)
+    ran = subprocess.run(
+        [*idstitch_command(), "import", "--data-dir", str(data_dir), str(persons)], capture_output=True, text=True
+    )
+    assert ran.returncode == 1, ran.stdout + ran.stderr
+    assert "disk holding the database is full" in ran.stderr and "Traceback" not in ran.stderr, ran.stderr
+    with sqlite3.connect(f"file:{server.database}?mode=ro", uri=True) as conn:
+        assert conn.execute("SELECT count(*) FROM distinct_ids WHERE distinct_id LIKE 'imported-%'").fetchone()[0] == 0

@@ -493,9 +493,9 @@ class PostgresWriteSession:
         failover): none is the request's fault, and each passes without this server's help."""
         sqlstate = getattr(error, "sqlstate", None) or ""
         if sqlstate == pg_errors.DiskFull.sqlstate:
-            return StoreFull(f"PostgreSQL's disk is full: nothing of this request was stored; send it again later ({error})")
+            return StoreFull(f"PostgreSQL's disk is full: nothing was stored; try again once space is freed ({error})")
         if sqlstate.startswith(("53", "58")) or sqlstate == pg_errors.ReadOnlySqlTransaction.sqlstate:
-            return StoreUnavailable(f"PostgreSQL cannot write now: nothing of this request was stored ({error})")
+            return StoreUnavailable(f"PostgreSQL cannot write now: nothing was stored; try again later ({error})")
         return None
 
     def between_groups(self, *, idle: bool) -> None:

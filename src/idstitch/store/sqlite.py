@@ -8,6 +8,7 @@ open transaction of the writer connection; `SQLiteWriteSession` is how the write
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -35,7 +36,18 @@ class SQLiteConnection(sqlite3.Connection):
 
 
 def open_database(path: Path | str, *, read_only: bool = False) -> SQLiteConnection:
-    """Open (and for the writer, create and migrate) the database at `path`."""
+    """Open (and for the writer, create and migrate) the database at `path`; a full disk or a
+    write error is `StoreFull` or `StoreUnavailable` (opening needs the `-shm` file)."""
+    try:
+        return _open(path, read_only)
+    except sqlite3.Error as error:
+        fault = store_fault(error, path)
+        if fault is None:
+            raise
+        raise fault from error
+
+
+def _open(path: Path | str, read_only: bool) -> SQLiteConnection:
     conn: SQLiteConnection
     if read_only:
         conn = sqlite3.connect(  # type: ignore[assignment]
@@ -188,7 +200,7 @@ class SQLiteWriteSession:
         return None  # one writer: nothing to race, nothing to wait for
 
     def store_fault(self, error: BaseException) -> StoreUnavailable | None:
-        return store_fault(error)
+        return store_fault(error, self.path)
 
     def between_groups(self, *, idle: bool) -> None:
         if not self._commits_since_checkpoint:
@@ -208,18 +220,26 @@ class SQLiteWriteSession:
         self.conn.close()
 
 
-def store_fault(error: BaseException) -> StoreUnavailable | None:
-    """`error` as a fault of the file as a whole (a full disk, a write error), or None when it is
-    one write's own. Nothing of a transaction that failed so is stored."""
+def store_fault(error: BaseException, path: Path | str) -> StoreUnavailable | None:
+    """`error` as a fault of the file at `path` as a whole (a full disk, a write error), or None
+    when it is one write's own. Nothing of a transaction that failed so is stored."""
     code = getattr(error, "sqlite_errorcode", None)
     if not isinstance(error, sqlite3.Error) or code is None:
         return None
     primary = code & 0xFF
-    if primary == sqlite3.SQLITE_FULL:
-        return StoreFull("the server's disk is full: nothing of this request was stored; send it again later")
+    # Growing the `-shm` file on a full disk is an I/O error to SQLite, not SQLITE_FULL.
+    if primary == sqlite3.SQLITE_FULL or (primary == sqlite3.SQLITE_IOERR and _disk_full(path)):
+        return StoreFull("the disk holding the database is full: nothing was stored; try again once space is freed")
     if primary in (sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN):
-        return StoreUnavailable(f"the database file cannot be written ({error}): nothing of this request was stored")
+        return StoreUnavailable(f"the database file cannot be written ({error}): nothing was stored")
     return None
+
+
+def _disk_full(path: Path | str) -> bool:
+    try:
+        return os.statvfs(Path(path).parent).f_bavail == 0
+    except OSError:
+        return False
 
 
 def file_sizes(path: Path) -> dict[str, int]:
