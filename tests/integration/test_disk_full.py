@@ -158,11 +158,12 @@ def test_cli_import_on_a_full_disk_says_so_and_imports_nothing(disk: Path, tmp_p
     persons.write_text("".join(
         f'{{"distinct_ids": ["imported-{i}"], "properties": {{"note": "{"y" * 2000}"}}}}\n' for i in range(300)
     ))
-    fill(disk)
+    filler = fill(disk)
     ran = subprocess.run(
         [*idstitch_command(), "import", "--data-dir", str(data_dir), str(persons)], capture_output=True, text=True
     )
     assert ran.returncode == 1, ran.stdout + ran.stderr
     assert "disk holding the database is full" in ran.stderr and "Traceback" not in ran.stderr, ran.stderr
+    filler.unlink()
     with sqlite3.connect(f"file:{server.database}?mode=ro", uri=True) as conn:
         assert conn.execute("SELECT count(*) FROM distinct_ids WHERE distinct_id LIKE 'imported-%'").fetchone()[0] == 0
