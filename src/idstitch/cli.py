@@ -18,7 +18,7 @@ import msgspec
 from idstitch import __version__
 from idstitch.clock import parse_time, utc_now
 from idstitch.commands import Actor, ImportPerson
-from idstitch.errors import IdstitchError
+from idstitch.errors import IdstitchError, StoreUnavailable
 from idstitch.ingest.pipeline import Writer, apply_imports
 from idstitch.server.state import ServerConfig
 from idstitch.settings import SERVER_SETTINGS, Setting
@@ -45,7 +45,18 @@ def _option(name: str) -> Callable[[Any], Any]:
     )
 
 
-@click.group()
+class _Commands(click.Group):
+    """Every command: a store that cannot be written or read now (a full disk, a database that
+    is down) is a one-line error, not a traceback; nothing of the command was stored."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except StoreUnavailable as error:
+            raise click.ClickException(str(error)) from None
+
+
+@click.group(cls=_Commands)
 @click.version_option(package_name="idstitch")
 def cli() -> None:
     """idstitch: identity resolution and user attributes for product analytics."""
@@ -97,6 +108,20 @@ def serve(**values: Any) -> None:
         click.echo("  secret key:   created on first start and shown then; mint another with `idstitch create-key`")
     sys.stdout.flush()
     uvicorn.run(create_app(config, given=store), host=config.host, port=config.port, log_level="warning", access_log=False)
+
+
+@cli.command()
+@_option("data_dir")
+@_option("database")
+def status(data_dir: str, database: str | None) -> None:
+    """Show the store and its size on disk, its write-ahead log included (a server need not run).
+
+    Example: idstitch status --data-dir ./idstitch-data
+    """
+    store = _existing_store(data_dir, database)
+    click.echo(f"store: {store.description}")
+    for name, size in store.sizes().items():
+        click.echo(f"{name.removesuffix('_bytes')}: {'unknown' if size is None else f'{size:,} bytes'}")
 
 
 @cli.command("create-key")

@@ -47,6 +47,7 @@ from idstitch.identity import (
 from idstitch.ids import normalize_distinct_id, person_id_for
 from idstitch.outcomes import LinkOutcome, Rejection, WarningRecord, WarningType
 from idstitch.settings import ProjectSettings
+from idstitch.warning_digest import digest_warnings
 
 
 @dataclass(slots=True)
@@ -267,7 +268,7 @@ class Batch:
             self.store.insert_events(self._events)
             self._events = []
         if self._warnings:
-            self.store.insert_warnings(self._warnings)
+            self.store.insert_warnings(digest_warnings(self._warnings))
             self._warnings = []
 
     # -- events ----------------------------------------------------------------------------

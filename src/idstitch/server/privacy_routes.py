@@ -10,15 +10,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
-from idstitch.errors import Conflict, IdstitchError, InvalidRequest, NotFound
+from idstitch.errors import IdstitchError
 from idstitch.ingest.pipeline import WriteContext
 from idstitch.server import schemas
 from idstitch.server.api_requests import API_ERRORS, ApiRoute
 from idstitch.server.api_routes import Key
+from idstitch.server.http_errors import http_error
 from idstitch.server.state import AppState
 from idstitch.store import privacy
 from idstitch.store.connection import Connection
@@ -179,31 +180,26 @@ def _actor(key: SecretKey) -> str:
     return f"admin:{key.id}"
 
 
-def _http_error(error: IdstitchError) -> HTTPException:
-    status = {NotFound: 404, Conflict: 409, InvalidRequest: 400}.get(type(error), 400)
-    return HTTPException(status, str(error))
-
-
 async def _read(request: Request, fn: Callable[[Connection], T]) -> T:
     state = _state(request)
     try:
         return await run_in_threadpool(lambda: fn(state.reader()))
     except IdstitchError as error:
-        raise _http_error(error) from None
+        raise http_error(error) from None
 
 
 async def _write(request: Request, fn: Callable[[WriteContext], T]) -> T:
     try:
         return await _state(request).writer.write(fn)
     except IdstitchError as error:
-        raise _http_error(error) from None
+        raise http_error(error) from None
 
 
 def _selector(**given: str | None) -> Selector:
     try:
         return Selector.one_of(**given)
     except IdstitchError as error:
-        raise _http_error(error) from None
+        raise http_error(error) from None
 
 
 SelectorParam = Annotated[str | None, Query(min_length=1, max_length=MAX_SELECTOR_LENGTH)]

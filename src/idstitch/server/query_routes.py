@@ -16,7 +16,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from idstitch.commands import Track
 from idstitch.engine import Batch, CommandResult
-from idstitch.errors import Conflict, IdstitchError, NotFound
+from idstitch.errors import IdstitchError, NotFound
 from idstitch.ingest import native
 from idstitch.ingest.pipeline import WriteContext
 from idstitch.outcomes import Rejection
@@ -27,6 +27,7 @@ from idstitch.query.moments import parse_moment
 from idstitch.server import query_schemas as schemas
 from idstitch.server.api_requests import API_ERRORS, ApiRoute, json_parameter
 from idstitch.server.api_routes import Key
+from idstitch.server.http_errors import http_error
 from idstitch.server.schemas import Person
 from idstitch.server.state import AppState
 from idstitch.store import reads
@@ -45,10 +46,6 @@ def _state(request: Request) -> AppState:
     return request.app.state.idstitch
 
 
-def _http_error(error: IdstitchError) -> HTTPException:
-    return HTTPException({NotFound: 404, Conflict: 409}.get(type(error), 400), str(error))
-
-
 async def _query(request: Request, key: SecretKey, fn: Callable[[Connection, Compiler], T]) -> T:
     """Run `fn` on this thread's read connection, with a compiler and a regex time budget."""
     state = _state(request)
@@ -62,7 +59,7 @@ async def _query(request: Request, key: SecretKey, fn: Callable[[Connection, Com
     except FilterError:
         raise
     except IdstitchError as error:
-        raise _http_error(error) from None
+        raise http_error(error) from None
 
 
 async def _write(request: Request, fn: Callable[[WriteContext], T]) -> T:
@@ -71,7 +68,7 @@ async def _write(request: Request, fn: Callable[[WriteContext], T]) -> T:
     except FilterError:
         raise
     except IdstitchError as error:
-        raise _http_error(error) from None
+        raise http_error(error) from None
 
 
 def _moment(text: str | None, path: str, now: datetime) -> datetime | None:

@@ -61,6 +61,10 @@ class Store(Protocol):
         """Rate-limit buckets all servers share, or None where one server serves the store."""
         ...
 
+    def sizes(self) -> dict[str, int | None]:
+        """`database_bytes` and `wal_bytes` on disk (None where the store cannot tell)."""
+        ...
+
     def release(self) -> None: ...
 
 
@@ -126,6 +130,9 @@ class SQLiteStore:
     def shared_rate_buckets(self) -> None:
         return None  # one server: its buckets stay in its memory
 
+    def sizes(self) -> dict[str, int | None]:
+        return {**sqlite.file_sizes(self.path)}
+
     def release(self) -> None:
         if self._lock is not None:
             self._lock.close()
@@ -164,6 +171,13 @@ class PostgresStore:
 
     def shared_rate_buckets(self) -> SharedRateBuckets:
         return SharedRateBuckets(self.connect)
+
+    def sizes(self) -> dict[str, int | None]:
+        conn = postgres.connect(self.dsn)
+        try:
+            return postgres.sizes(conn)
+        finally:
+            conn.close()
 
     def release(self) -> None:
         pass

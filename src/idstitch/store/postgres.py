@@ -25,7 +25,7 @@ from psycopg import errors as pg_errors
 from psycopg.types.string import TextLoader
 
 from idstitch.clock import Now
-from idstitch.errors import StoreUnavailable
+from idstitch.errors import StoreFull, StoreUnavailable
 from idstitch.store.dialects import MIGRATIONS_LOCK, POSTGRES, WRITES_LOCK
 from idstitch.store.persons import EVENT_COLUMNS, SQLPersons
 from idstitch.store.postgres_schema import MIGRATIONS
@@ -190,6 +190,16 @@ def _unavailable_when_dropped(conn: PostgresConnection) -> Iterator[None]:
 
 
 _DATABASE_GOING_AWAY = (pg_errors.AdminShutdown, pg_errors.CannotConnectNow, pg_errors.CrashShutdown)
+
+
+def sizes(conn: PostgresConnection) -> dict[str, int | None]:
+    """The database's size, and the server's WAL where this role may list it (pg_monitor)."""
+    [database] = conn.execute("SELECT pg_database_size(current_database())").fetchall()[0]
+    try:
+        [wal] = conn.execute("SELECT coalesce(sum(size), 0) FROM pg_ls_waldir()").fetchall()[0]
+    except pg_errors.InsufficientPrivilege:
+        wal = None
+    return {"database_bytes": int(database), "wal_bytes": None if wal is None else int(wal)}
 
 
 def open_database(dsn: str) -> PostgresConnection:
@@ -477,6 +487,16 @@ class PostgresWriteSession:
             isinstance(error, psycopg.OperationalError) and self.conn.raw.broken
         ):
             return min(0.1 * 2**attempt, 2.0)  # the database is restarting: reconnect on begin
+        return None
+
+    def store_fault(self, error: BaseException) -> StoreUnavailable | None:
+        """A full disk, an I/O error, a database that turned read-only (a standby after a
+        failover): none is the request's fault, and each passes without this server's help."""
+        sqlstate = getattr(error, "sqlstate", None) or ""
+        if sqlstate == pg_errors.DiskFull.sqlstate:
+            return StoreFull(f"PostgreSQL's disk is full: nothing was stored; try again once space is freed ({error})")
+        if sqlstate.startswith(("53", "58")) or sqlstate == pg_errors.ReadOnlySqlTransaction.sqlstate:
+            return StoreUnavailable(f"PostgreSQL cannot write now: nothing was stored; try again later ({error})")
         return None
 
     def between_groups(self, *, idle: bool) -> None:
