@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import Request, Response
+from fastapi import HTTPException, Request, Response
 from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -44,7 +44,8 @@ def json_parameter(text: str, name: str) -> Any:
 def bad_request(problems: list[tuple[str, str]]) -> JSONResponse:
     return JSONResponse(
         {
-            "detail": "; ".join(f"{path}: {reason}" for path, reason in problems),
+            # `request` is the request as a whole: its reason reads on its own.
+            "detail": "; ".join(reason if path == "request" else f"{path}: {reason}" for path, reason in problems),
             "errors": [{"path": path, "reason": reason} for path, reason in problems],
         },
         status_code=400,
@@ -88,6 +89,12 @@ class ApiRoute(APIRoute):
                 return bad_request([(error_path(_strip_source(e["loc"])), error_reason(e)) for e in error.errors()])
             except FilterError as error:
                 return bad_request(error.problems)
+            except HTTPException as error:
+                if error.status_code != 400:
+                    raise
+                # A mistake only the store could see (an unknown cursor, a taken id): the same
+                # shape as every other 400, naming the request as a whole.
+                return bad_request([("request", str(error.detail))])
 
         return run
 

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class Problem(BaseModel):
-    path: str = Field(description="The wrong part: `body`, a parameter, or a path such as `filter.and[1].op`.")
+    path: str = Field(description="The wrong part: `body`, a parameter, a path such as `filter.and[1].op`, or `request` as a whole.")
     reason: str
 
 

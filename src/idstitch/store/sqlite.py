@@ -256,12 +256,21 @@ def file_sizes(path: Path) -> dict[str, int]:
 def truncate_wal(path: Path, wait: float = 1.0) -> bool:
     """Copy the WAL into the database file and empty it, so erased rows' old page images leave
     the WAL too (with `secure_delete` the freed pages are zeros). A reader on an older snapshot,
-    or a long write, holds it up: it waits for them up to `wait` seconds, then gives up (False)."""
+    or a long write, holds it up: it waits for them up to `wait` seconds, then gives up (False).
+    The writer's own periodic checkpoint makes a concurrent one answer busy at once, without
+    waiting: so busy answers are retried until the deadline."""
+    deadline = time.monotonic() + wait
     conn = sqlite3.connect(path, timeout=wait, isolation_level=None)
     try:
-        busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        return busy == 0
-    except sqlite3.OperationalError:
-        return False
+        while True:
+            try:
+                busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            except sqlite3.OperationalError:
+                busy = 1
+            if busy == 0:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
     finally:
         conn.close()
