@@ -6,7 +6,6 @@ and come from the command line or the environment (Datasette's `SETTINGS`).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 from idstitch.attributes import AttributePolicy, AttributeType
 from idstitch.errors import InvalidSetting
 from idstitch.ids import IllegalIds
+from idstitch.regexes import check_pattern
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +31,7 @@ PROJECT_SETTINGS: tuple[Setting, ...] = (
     Setting("max_user_ids", 1, "User ids one person may hold; null for unlimited."),
     Setting("allow_merge_over_ingest", False, "Accept `$merge_dangerously` with the public ingest token."),
     Setting("illegal_ids", [], "Extra distinct ids that must never be linked (exact values)."),
-    Setting("illegal_id_patterns", [], "Extra illegal distinct ids as regular expressions (full match)."),
+    Setting("illegal_id_patterns", [], "Extra illegal distinct ids as regular expressions, searched in the id (anchor with ^ and $); the same syntax as `regex` filters."),
     Setting("property_types", {}, "Declared attribute types, e.g. {\"plan\": \"string\"}; a mismatching value is dropped."),
     Setting("max_keys_per_person", 1000, "Attribute keys one person may hold."),
     Setting("max_key_length", 200, "Characters in an attribute key."),
@@ -141,10 +141,9 @@ def _check(setting: Setting, value: Any) -> Any:
             raise bad("a list of strings")
         if name == "illegal_id_patterns":
             for pattern in value:
-                try:
-                    re.compile(pattern)
-                except re.error as error:
-                    raise InvalidSetting(f"Setting {name!r}: {pattern!r} is not a regular expression ({error})") from None
+                problem = check_pattern(pattern)
+                if problem:
+                    raise InvalidSetting(f"Setting {name!r}: {problem}")
         return tuple(value)
     if isinstance(default, dict):
         types = {t.value for t in AttributeType if t is not AttributeType.NULL}
