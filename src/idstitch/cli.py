@@ -62,6 +62,8 @@ def cli() -> None:
 @_option("max_batch_events")
 @_option("ingest_rate_limit")
 @_option("api_rate_limit")
+@_option("query_slots")
+@_option("query_queue")
 def serve(**values: Any) -> None:
     """Start the server on an embedded SQLite data directory (created on first start), or on a
     PostgreSQL database that several servers share.

@@ -6,7 +6,8 @@
      ├── NotFound              a person, project or key does not exist (404)
      ├── Conflict              the request contradicts stored state (409)
      ├── StoreInUse            another server process already serves the SQLite file
-     └── StoreUnavailable      the database cannot be reached or is restarting (503)
+     ├── StoreUnavailable      the database cannot be reached or is restarting (503)
+     └── QueriesBusy           every query slot is taken and the queue is full (503)
 """
 
 
@@ -36,3 +37,7 @@ class StoreInUse(IdstitchError):
 
 class StoreUnavailable(IdstitchError):
     """The database cannot be reached, or is restarting; the request may be sent again."""
+
+
+class QueriesBusy(IdstitchError):
+    """Every query slot is running and the queue is full; the read may be sent again shortly."""

@@ -50,6 +50,8 @@ SERVER_SETTINGS: tuple[Setting, ...] = (
     Setting("max_batch_events", 10_000, "Most events in one request.", "IDSTITCH_MAX_BATCH_EVENTS"),
     Setting("ingest_rate_limit", 50_000, "Events per second one ingest token may send (bursts of 10 s pass; 0: no limit); past it 429 with Retry-After.", "IDSTITCH_INGEST_RATE_LIMIT"),
     Setting("api_rate_limit", 100, "Requests per second one secret key may make to /api (bursts of 10 s pass; 0: no limit); past it 429 with Retry-After.", "IDSTITCH_API_RATE_LIMIT"),
+    Setting("query_slots", 4, "Queries (API and UI reads) run at once, each on a read connection of its own; ingestion never waits for them.", "IDSTITCH_QUERY_SLOTS"),
+    Setting("query_queue", 16, "Queries that may wait for a slot; past them a query is answered 503 with Retry-After.", "IDSTITCH_QUERY_QUEUE"),
 )
 
 _CHOICES = {"person_profiles": ("always", "identified_only")}

@@ -10,7 +10,6 @@ from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from idstitch.clock import parse_time
@@ -50,8 +49,7 @@ router = APIRouter(prefix="/api", tags=["api"])
 
 
 async def _read(request: Request, fn: Callable[[Connection], T]) -> T:
-    state = _state(request)
-    return await run_in_threadpool(lambda: fn(state.reader()))
+    return await _state(request).slots.run(fn)
 
 
 def _actor(key: SecretKey) -> Actor:

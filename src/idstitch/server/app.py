@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 import idstitch
 from idstitch.clock import Now, utc_now
-from idstitch.errors import StoreUnavailable
+from idstitch.errors import QueriesBusy, StoreUnavailable
 from idstitch.ingest.pipeline import Writer
 from idstitch.server import (
     api_routes,
@@ -84,6 +84,14 @@ def create_app(config: ServerConfig, now: Now = utc_now, given: Store | None = N
         # Nothing of the request was stored: clients (PostHog's included) send it again.
         return JSONResponse(
             {"type": "server_error", "code": "store_unavailable", "detail": str(error)},
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
+
+    @app.exception_handler(QueriesBusy)
+    async def queries_busy(request: Request, error: QueriesBusy) -> JSONResponse:
+        return JSONResponse(
+            {"type": "server_error", "code": "queries_busy", "detail": str(error)},
             status_code=503,
             headers={"Retry-After": "1"},
         )

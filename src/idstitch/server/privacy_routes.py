@@ -14,7 +14,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
-from idstitch.errors import Conflict, IdstitchError, InvalidRequest, NotFound
+from idstitch.errors import Conflict, IdstitchError, InvalidRequest, NotFound, QueriesBusy
 from idstitch.ingest.pipeline import WriteContext
 from idstitch.server import schemas
 from idstitch.server.api_routes import Key
@@ -169,9 +169,10 @@ def _http_error(error: IdstitchError) -> HTTPException:
 
 
 async def _read(request: Request, fn: Callable[[Connection], T]) -> T:
-    state = _state(request)
     try:
-        return await run_in_threadpool(lambda: fn(state.reader()))
+        return await _state(request).slots.run(fn)
+    except QueriesBusy:
+        raise
     except IdstitchError as error:
         raise _http_error(error) from None
 

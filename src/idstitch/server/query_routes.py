@@ -13,14 +13,13 @@ from typing import Annotated, Any, TypeVar
 
 import msgspec
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
-from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
 from idstitch.commands import Track
 from idstitch.engine import Batch, CommandResult
-from idstitch.errors import Conflict, IdstitchError, NotFound
+from idstitch.errors import Conflict, IdstitchError, NotFound, QueriesBusy
 from idstitch.ingest import native
 from idstitch.ingest.pipeline import WriteContext
 from idstitch.outcomes import Rejection
@@ -86,16 +85,12 @@ def _http_error(error: IdstitchError) -> HTTPException:
 
 
 async def _query(request: Request, key: SecretKey, fn: Callable[[Connection, Compiler], T]) -> T:
-    """Run `fn` on this thread's read connection, with a compiler and a regex time budget."""
+    """Run `fn` in a query slot (server/query_slots.py), with a compiler and a regex time budget."""
     state = _state(request)
     now = state.now()
-
-    def run() -> T:
-        return run_guarded(state.reader(), key.project_id, now, fn)
-
     try:
-        return await run_in_threadpool(run)
-    except FilterError:
+        return await state.slots.run(lambda conn: run_guarded(conn, key.project_id, now, fn))
+    except (FilterError, QueriesBusy):
         raise
     except IdstitchError as error:
         raise _http_error(error) from None
