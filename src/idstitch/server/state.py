@@ -36,6 +36,9 @@ class ServerConfig:
     api_rate_limit: int = 100
     query_slots: int = 4
     query_queue: int = 16
+    header_timeout: int = 10
+    keep_alive_timeout: int = 5
+    max_connections: int = 4096
 
     def store(self) -> Store:
         return open_store(self.database, self.data_dir)
