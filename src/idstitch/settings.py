@@ -51,7 +51,7 @@ SERVER_SETTINGS: tuple[Setting, ...] = (
     Setting("ingest_rate_limit", 50_000, "Events per second one ingest token may send (bursts of 10 s pass; 0: no limit); past it 429 with Retry-After.", "IDSTITCH_INGEST_RATE_LIMIT"),
     Setting("api_rate_limit", 100, "Requests per second one secret key may make to /api (bursts of 10 s pass; 0: no limit); past it 429 with Retry-After.", "IDSTITCH_API_RATE_LIMIT"),
     Setting("query_slots", 4, "Queries (API and UI reads) run at once, each on a read connection of its own; ingestion never waits for them.", "IDSTITCH_QUERY_SLOTS"),
-    Setting("header_timeout", 10, "Seconds a connection has to send a request's line and headers, from opening or from its last response; then it is closed.", "IDSTITCH_HEADER_TIMEOUT"),
+    Setting("header_timeout", 10, "Seconds a connection has to send a request's line and headers, from opening or from its last response, and between two pieces of its body; then it is closed.", "IDSTITCH_HEADER_TIMEOUT"),
     Setting("keep_alive_timeout", 5, "Seconds an idle keep-alive connection stays open after a response.", "IDSTITCH_KEEP_ALIVE_TIMEOUT"),
     Setting("max_connections", 4096, "Connections open at once (at most the open-files limit, less a margin); past it a new one is answered 503 with Retry-After and closed.", "IDSTITCH_MAX_CONNECTIONS"),
     Setting("query_queue", 16, "Queries that may wait for a slot; past them a query is answered 503 with Retry-After.", "IDSTITCH_QUERY_QUEUE"),

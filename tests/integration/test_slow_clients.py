@@ -102,3 +102,13 @@ def test_connections_past_the_cap_get_503_with_retry_after(tmp_path: Path) -> No
         assert httpx.get(f"{server.base_url}/_health", timeout=5).status_code == 200
     finally:
         server.stop()
+
+
+def test_a_body_that_stops_arriving_is_cut_off(strict_server: ServerProcess) -> None:
+    with connect(strict_server) as sock:
+        sock.sendall(
+            b"POST /batch/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"batch\": ["
+        )
+        started = time.monotonic()
+        assert closed_by_server(sock, within=HEADER_TIMEOUT + 5)
+        assert time.monotonic() - started < HEADER_TIMEOUT + 2

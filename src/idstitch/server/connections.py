@@ -5,7 +5,8 @@ but a connection that never sends a request, or sends its head a byte at a time 
 keeps forever, and each one holds a file descriptor until none is left for real clients. Here:
 
 * a connection has `header_timeout` seconds, from the moment it opens or its last response
-  ends, to send a whole request head (the request line and headers); then it is closed;
+  ends, to send a whole request head (the request line and headers), and as long again between
+  two pieces of a request body; then it is closed;
 * past `max_connections` open at once, a new connection is answered `503` with `Retry-After`
   and closed at once, so the descriptors in use stay bounded;
 * `raise_open_files_limit` lifts the soft limit on descriptors to the hard one at start-up (1024
@@ -27,15 +28,15 @@ _BUSY = (
 
 
 class BoundedHttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a deadline for each request head and a cap on open
-    connections (the subclass `http_protocol` makes sets the two numbers)."""
+    """uvicorn's httptools protocol with deadlines for the client's part of each request and a
+    cap on open connections (the subclass `http_protocol` makes sets the two numbers)."""
 
     header_timeout: float = 10.0
     max_connections: int = 4096
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._head_deadline: asyncio.TimerHandle | None = None
+        self._deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -43,33 +44,41 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             transport.write(_BUSY)
             transport.close()
             return
-        self._expect_a_head()
+        self._expect_more()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._head_arrived()
+        self._nothing_expected()
         super().connection_lost(exc)
 
     def on_headers_complete(self) -> None:
-        self._head_arrived()
         super().on_headers_complete()
+        self._expect_more()  # the body, if any: on_message_complete ends the wait at once if not
+
+    def on_body(self, body: bytes) -> None:
+        super().on_body(body)
+        self._expect_more()  # a body that stops arriving is a slowloris too
+
+    def on_message_complete(self) -> None:
+        self._nothing_expected()
+        super().on_message_complete()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
         # The next request's head gets its own time, unless it is already here (pipelined).
         if not self.transport.is_closing() and not self.pipeline:
-            self._expect_a_head()
+            self._expect_more()
 
-    def _expect_a_head(self) -> None:
-        self._head_arrived()
-        self._head_deadline = self.loop.call_later(self.header_timeout, self._head_too_slow)
+    def _expect_more(self) -> None:
+        self._nothing_expected()
+        self._deadline = self.loop.call_later(self.header_timeout, self._too_slow)
 
-    def _head_arrived(self) -> None:
-        if self._head_deadline is not None:
-            self._head_deadline.cancel()
-            self._head_deadline = None
+    def _nothing_expected(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
 
-    def _head_too_slow(self) -> None:
-        self._head_deadline = None
+    def _too_slow(self) -> None:
+        self._deadline = None
         if not self.transport.is_closing():
             self.transport.close()
 
