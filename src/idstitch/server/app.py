@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -79,25 +79,23 @@ def create_app(config: ServerConfig, now: Now = utc_now, given: Store | None = N
     )
     app.add_middleware(ApiRateLimitMiddleware, limiter=app.state.rate_limits.api)
 
-    @app.exception_handler(StoreUnavailable)
-    async def store_unavailable(request: Request, error: StoreUnavailable) -> JSONResponse:
-        # Nothing of the request was stored: clients (PostHog's included) send it again.
-        return JSONResponse(
-            {"type": "server_error", "code": "store_unavailable", "detail": str(error)},
-            status_code=503,
-            headers={"Retry-After": "1"},
-        )
-
-    @app.exception_handler(QueriesBusy)
-    async def queries_busy(request: Request, error: QueriesBusy) -> JSONResponse:
-        return JSONResponse(
-            {"type": "server_error", "code": "queries_busy", "detail": str(error)},
-            status_code=503,
-            headers={"Retry-After": "1"},
-        )
+    # Nothing of the request was done (or stored): clients, PostHog's included, send it again.
+    for error_type, code in ((StoreUnavailable, "store_unavailable"), (QueriesBusy, "queries_busy")):
+        app.add_exception_handler(error_type, _retry_later(code))
 
     @app.get("/_health", include_in_schema=False)
     async def health() -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
     return app
+
+
+def _retry_later(code: str) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+    """A 503 with Retry-After whose body names `code` and says why."""
+
+    async def answer(request: Request, error: Exception) -> JSONResponse:
+        return JSONResponse(
+            {"type": "server_error", "code": code, "detail": str(error)}, status_code=503, headers={"Retry-After": "1"}
+        )
+
+    return answer
