@@ -49,7 +49,7 @@ from typing import Any
 from idstitch.attributes import AttributeOps, OperationContext, PersonAttributes, apply_operations
 from idstitch.commands import INGEST, Command, Event, Identify, Track
 from idstitch.engine import LinkEntry, PersonCache, PersonRow, StoredEvent
-from idstitch.first_touch import first_touch_ops
+from idstitch.first_touch import automatic_ops, explicit_ops, lifted_properties
 from idstitch.identity import Action, Holder, LinkKind, decide_link
 from idstitch.ids import person_id_for
 from idstitch.ingest.pipeline import WriteContext, ingest_function
@@ -291,14 +291,15 @@ def bulk_load(path: Path, events: int, seed: int) -> int:
                 person = owner.get(event.distinct_id)
                 if person is None:
                     person = new_person(event.distinct_id, event.timestamp, False, False)
-                first = not person.attributes.items  # made by this event (its link or itself)
                 person.row.created_at = min(person.row.created_at, event.timestamp)
                 context = OperationContext(event.timestamp, seq, event.uuid, event.distinct_id,
                                            any(is_user for is_user, _ in person.ids.values()))
-                if first:
-                    apply_operations(person.attributes, first_touch_ops(event.properties, event.name), context, policy)
-                if event.ops:
-                    warnings += apply_operations(person.attributes, event.ops, context, policy)[1]
+                auto = automatic_ops(lifted_properties(event.properties, event.name), event.ops, person.attributes)
+                if auto:
+                    apply_operations(person.attributes, auto, context, policy)
+                explicit = explicit_ops(event.ops)
+                if explicit:
+                    warnings += apply_operations(person.attributes, explicit, context, policy)[1]
             persons += alive.values()
         store.insert_events(kept)
         store.save_persons([person.row for person in persons], new=True)

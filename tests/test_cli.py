@@ -42,6 +42,20 @@ def test_export_then_import_into_a_fresh_data_dir_gives_the_same_persons(config:
     assert sorted(person["distinct_ids"]) == ["cookie-1", "user-1"]
 
 
+def test_import_says_which_attributes_it_dropped(config: ServerConfig, tmp_path: Path):
+    prepare(config)
+    source = tmp_path / "persons.jsonl"
+    source.write_text(
+        '{"distinct_ids": ["018f-anon"], "properties": {"email": "bob@example.com"}}\n'
+        '{"distinct_ids": ["018f-anon-2", "ada-42"], "is_identified": true, "properties": {"email": "ada@example.com"}}\n'
+    )
+    imported = CliRunner().invoke(cli, ["import", str(source), "--data-dir", str(config.data_dir)])
+    assert imported.exit_code == 0, imported.output
+    assert "person 1: warning pii_on_anonymous {\"key\":\"email\"}" in imported.output
+    assert "person 2:" not in imported.output
+    assert "imported 2 of 2 persons" in imported.output
+
+
 def test_create_key_prints_a_working_secret_key(config: ServerConfig):
     prepare(config)
     result = CliRunner().invoke(cli, ["create-key", "--data-dir", str(config.data_dir), "--label", "ci"])

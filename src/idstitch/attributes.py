@@ -224,7 +224,8 @@ class OperationContext:
     seq: int
     event_uuid: str | None
     distinct_id: str
-    person_has_user_id: bool
+    # The PII guard's test (identity-rules.md §4): identified by an identify, an alias or an import.
+    person_is_identified: bool
 
 
 def apply_operations(
@@ -364,7 +365,7 @@ def _refusal(
     if policy.pii_guard:
         if key == "email":
             # Hotjar: personal data only for visitors the site has identified.
-            if value is not None and not context.person_has_user_id:
+            if value is not None and not context.person_is_identified:
                 return _warning(WarningType.PII_ON_ANONYMOUS, context, key=key)
         elif _contains_email(value):
             return _warning(WarningType.PII_OUTSIDE_EMAIL, context, key=key)

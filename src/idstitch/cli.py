@@ -139,6 +139,9 @@ def import_(source: TextIO, data_dir: str, database: str | None) -> None:
     for result in outcome["results"]:
         if result.get("error"):
             click.echo(f"person {result['index'] + 1}: {result['error']}", err=True)
+        for warning in result.get("warnings", ()):
+            details = msgspec.json.encode(warning["details"]).decode()
+            click.echo(f"person {result['index'] + 1}: warning {warning['type']} {details}", err=True)
     click.echo(f"imported {outcome['imported']} of {len(commands)} persons")
 
 

@@ -13,7 +13,8 @@ Sending (`track`, `identify`, `alias`, `set_attributes`) never blocks the caller
 a bounded queue and a background thread posts them in batches to `/ingest/batch` with the
 ingest token. A full queue drops the message with a warning (the call returns None). Network
 errors, 429 and 5xx answers are retried with exponential back-off; every message carries a uuid
-made here, so a retried batch is stored once. `flush()` waits for what was queued, `shutdown()`
+and a timestamp made here, so a retried batch is stored once and keeps its place among later
+writes (each attempt sends its own `sent_at`). `flush()` waits for what was queued, `shutdown()`
 flushes and stops the thread, and both run at interpreter exit.
 
 Everything else (`merge`, `update_attributes`, `person`, `lookup`, `persons`, `sessions`,
@@ -293,8 +294,14 @@ class Client:
                 return
 
     def _send(self, batch: list[dict[str, Any]]) -> None:
-        body = {"token": self.ingest_token, "sent_at": _now(), "batch": batch}
-        response = self._with_retries(lambda: self._sender.post("/ingest/batch", json=body), f"a batch of {len(batch)}")
+        def post() -> httpx.Response:
+            # `sent_at` is the time of this attempt: the server corrects clock skew by
+            # `received_at - sent_at`, and a retry that kept the first attempt's `sent_at` would
+            # move its events later by the whole wait, past writes made after them.
+            body = {"token": self.ingest_token, "sent_at": _now(), "batch": batch}
+            return self._sender.post("/ingest/batch", json=body)
+
+        response = self._with_retries(post, f"a batch of {len(batch)}")
         if response is None:
             self.dropped += len(batch)
             return
@@ -471,7 +478,8 @@ class Client:
         return self._call("POST", "/api/counts", json=body, retry=True)
 
     def segments(self) -> list[dict[str, Any]]:
-        return self._call("GET", "/api/segments", retry=True)
+        """Every saved segment, by name (all pages)."""
+        return list(self._pages("GET", "/api/segments", {}, 1000))
 
     def create_segment(self, name: str, filter: Mapping[str, Any], description: str = "") -> dict[str, Any]:
         """Save a named filter; use its `id` as `segment_id` or `{"segment": id}` in filters."""

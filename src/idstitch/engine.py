@@ -35,7 +35,7 @@ from idstitch.commands import (
     Track,
 )
 from idstitch.errors import Conflict, InvalidRequest, NotFound
-from idstitch.first_touch import first_touch_ops
+from idstitch.first_touch import automatic_ops, explicit_ops, lifted_properties
 from idstitch.identity import (
     Action,
     Decision,
@@ -288,7 +288,11 @@ class Batch:
             return
         if not self._accepts_identity(event, result):
             return
-        if command.anonymous_id is None or command.anonymous_id == command.user_id:
+        if command.anonymous_id is None and self.settings.identify_without_anonymous_id == "plain_event":
+            # PostHog: `$identify` without `$anon_distinct_id` is an ordinary event carrying `$set`.
+            self._track(event, result)
+            return
+        if command.anonymous_id is None:
             holder = self._holder(command.user_id)
             decision = decide_identify_alone(
                 command.user_id,
@@ -304,6 +308,8 @@ class Batch:
 
     def _merge(self, command: Merge, result: CommandResult) -> None:
         event = command.event
+        if event is not None and not self._accepts_identity(event, result):
+            return  # §6 comes first: a personless identity event is dead-lettered, allowed or not
         if command.actor.kind == "ingest" and not self.settings.allow_merge_over_ingest:
             # A public token is in every web page: it must not let a stranger join two customers.
             warning = WarningRecord(
@@ -538,18 +544,21 @@ class Batch:
         self._persons.pop(person.row.person_id, None)
 
     def _apply_ops(self, person: _Person, event: Event, seq: int, result: CommandResult) -> None:
-        auto = first_touch_ops(event.properties, event.name)
-        if not event.ops and not auto:
+        lifted = lifted_properties(event.properties, event.name)
+        if not event.ops and not lifted:
             return
-        context = OperationContext(event.timestamp, seq, event.uuid, event.distinct_id, bool(person.user_ids))
+        identified = person.row.is_identified or bool(person.user_ids)
+        context = OperationContext(event.timestamp, seq, event.uuid, event.distinct_id, identified)
         attributes = self._attributes(person)
         policy = self.settings.attribute_policy
+        auto = automatic_ops(lifted, event.ops, attributes)
         if auto and policy.enabled:
-            # First-touch attributes are ours, not the sender's: never a warning of their own.
+            # Automatic attributes are ours, not the sender's: never a warning of their own.
             changed, _ = apply_operations(attributes, auto, context, policy)
             person.dirty_keys |= changed
-        if event.ops:
-            changed, warnings = apply_operations(attributes, event.ops, context, policy)
+        explicit = explicit_ops(event.ops)
+        if explicit:
+            changed, warnings = apply_operations(attributes, explicit, context, policy)
             person.dirty_keys |= changed
             result.warnings.extend(warnings)
 
@@ -618,8 +627,9 @@ class Batch:
             if not replay.process_person:
                 continue
             context = OperationContext(replay.timestamp, replay.seq, replay.uuid, replay.distinct_id, has_user_id)
-            # The same operations ingestion applied: first-touch values, then the event's own.
-            for ops in (first_touch_ops(replay.properties, replay.name), replay.ops):
+            # The same operations ingestion applied: automatic values, then the event's own.
+            auto = automatic_ops(lifted_properties(replay.properties, replay.name), replay.ops, attributes)
+            for ops in (auto, explicit_ops(replay.ops)):
                 if ops:
                     apply_operations(attributes, ops, context, policy)
         return attributes, first_seen

@@ -27,9 +27,10 @@ class Setting:
 PROJECT_SETTINGS: tuple[Setting, ...] = (
     Setting("person_profiles", "always", "`always`: every event has a person; `identified_only`: anonymous events create no person until an identify."),
     Setting("attributes_enabled", True, "Accept attribute operations at all; when false each is refused with `attributes_disabled` at once (events still count). Attributes already stored stay until deleted (POST /api/privacy/delete)."),
-    Setting("pii_guard", True, "Emails only under the key `email`, and only for visitors with a user id."),
+    Setting("pii_guard", True, "Emails only under the key `email`, and only for identified persons (a user id, an alias or an import)."),
     Setting("max_user_ids", 1, "User ids one person may hold; null for unlimited."),
     Setting("allow_merge_over_ingest", False, "Accept `$merge_dangerously` with the public ingest token."),
+    Setting("identify_without_anonymous_id", "user_id", "What an identify naming no anonymous id does (PostHog `$identify` without `$anon_distinct_id`, from any SDK): `user_id` names the event's distinct id as the person's user id; `plain_event` is PostHog's rule, an ordinary event that applies its attributes and identifies nobody."),
     Setting("illegal_ids", [], "Extra distinct ids that must never be linked (exact values)."),
     Setting("illegal_id_patterns", [], "Extra illegal distinct ids as regular expressions, searched in the id (anchor with ^ and $); the same syntax as `regex` filters."),
     Setting("property_types", {}, "Declared attribute types, e.g. {\"plan\": \"string\"}; a mismatching value is dropped."),
@@ -57,7 +58,10 @@ SERVER_SETTINGS: tuple[Setting, ...] = (
     Setting("query_queue", 16, "Queries that may wait for a slot; past them a query is answered 503 with Retry-After.", "IDSTITCH_QUERY_QUEUE"),
 )
 
-_CHOICES = {"person_profiles": ("always", "identified_only")}
+_CHOICES = {
+    "person_profiles": ("always", "identified_only"),
+    "identify_without_anonymous_id": ("user_id", "plain_event"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +71,7 @@ class ProjectSettings:
     pii_guard: bool = True
     max_user_ids: int | None = 1
     allow_merge_over_ingest: bool = False
+    identify_without_anonymous_id: str = "user_id"
     illegal_ids: tuple[str, ...] = ()
     illegal_id_patterns: tuple[str, ...] = ()
     property_types: Mapping[str, str] = field(default_factory=dict)

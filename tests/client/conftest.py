@@ -6,6 +6,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
@@ -29,8 +30,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def live_server(config: ServerConfig) -> Iterator[LiveServer]:
+@contextmanager
+def running_server(config: ServerConfig) -> Iterator[LiveServer]:
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(config), host="127.0.0.1", port=port, log_level="warning", loop="asyncio", lifespan="on")
@@ -41,9 +42,17 @@ def live_server(config: ServerConfig) -> Iterator[LiveServer]:
     while not server.started:
         assert thread.is_alive() and time.monotonic() < deadline, "the test server did not start"
         time.sleep(0.02)
-    yield LiveServer(f"http://127.0.0.1:{port}", config)
-    server.should_exit = True
-    thread.join(20)
+    try:
+        yield LiveServer(f"http://127.0.0.1:{port}", config)
+    finally:
+        server.should_exit = True
+        thread.join(20)
+
+
+@pytest.fixture
+def live_server(config: ServerConfig) -> Iterator[LiveServer]:
+    with running_server(config) as server:
+        yield server
 
 
 @pytest.fixture

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import ast
+import json
 import logging
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import httpx
 import pytest
 
 import idstitch
+from tests.client.conftest import running_server
 from tests.conftest import INGEST_TOKEN, SECRET_KEY
 
 pytestmark = pytest.mark.both_stores
@@ -210,3 +213,37 @@ def test_queued_events_are_sent_at_interpreter_exit(live_server, tmp_path):
     assert person is not None
     assert len(list(reader.events(person_id=person["id"]))) == 5
     reader.shutdown()
+
+
+class RecordingTransport(httpx.BaseTransport):
+    """The real network, noting each batch request's `sent_at` and the answer it got."""
+
+    def __init__(self) -> None:
+        self.real = httpx.HTTPTransport()
+        self.attempts: list[tuple[str, int]] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self.real.handle_request(request)
+        if request.url.path == "/ingest/batch":
+            self.attempts.append((json.loads(request.content)["sent_at"], response.status_code))
+        return response
+
+
+def test_sequential_writes_keep_their_order_through_a_refused_request(config):
+    # A real refusal: the server's ingest rate limit answers 429 with Retry-After (as a 503 would).
+    with running_server(replace(config, ingest_rate_limit=10)) as server:
+        burst = [{"type": "track", "distinct_id": "other", "event": "e"}] * 100
+        assert httpx.post(f"{server.url}/ingest/batch", json={"token": INGEST_TOKEN, "batch": burst}).status_code == 200
+        transport = RecordingTransport()
+        client = idstitch.Client(server.url, ingest_token=INGEST_TOKEN, secret_key=SECRET_KEY, flush_at=1,
+                                 backoff=0.01, transport=transport)
+        for n in range(30):
+            client.set_attributes("ada", set={"n": n})
+        assert client.flush(timeout=60)
+        assert client.person("ada")["properties"]["n"] == 29
+        client.shutdown()
+    refused = [i for i, (_, status) in enumerate(transport.attempts) if status == 429]
+    assert refused, transport.attempts
+    # The retry says when it was sent, not when the first attempt was.
+    first, retry = (datetime.fromisoformat(transport.attempts[i][0].replace("Z", "+00:00")) for i in (refused[0], refused[0] + 1))
+    assert retry - first >= timedelta(seconds=0.9)

@@ -224,3 +224,37 @@ def test_uncompressed_json_from_the_sdk_passes_the_cors_preflight(
         assert json.loads(request.post_data)["api_key"] == live_server.token
     assert [s for s in tab.statuses if s[1] != 200] == []
     assert tab.problems == []
+
+
+def test_the_landing_page_survives_a_login_on_another_page_and_no_campaign_key_is_stored_as_null(
+    context, page_server: PageServer, live_server: LiveServer, live_api: httpx.Client
+):
+    # identified_only: the anonymous pages make no person; posthog-js sends the landing page it
+    # stored as `$set_once` `$initial_*` with the login page's `$identify`.
+    options = {"person_profiles": "identified_only", "advanced_disable_flags": True, "capture_pageview": True}
+    landing = page_server.add("landing", posthog_page(live_server, **options)) + "?utm_source=ads&utm_campaign=spring"
+    login = page_server.add("login", posthog_page(live_server, **options))
+    tab = open_tab(context, landing, live_server)
+    device = tab.distinct_id()
+    tab.run("posthog.capture('viewed pricing')")
+    # A visitor reads the page before moving on: leaving at once would abort posthog-js's send.
+    eventually(
+        lambda: live_api.post("/api/events/query", json={"distinct_id": device, "events": ["viewed pricing"]}).json()["results"],
+        what="the landing page's events stored",
+    )
+    tab.page.goto(login)
+    tab.page.wait_for_function("window.__phReady === true")
+    tab.run("posthog.identify('user-ada', {name: 'Ada'})")
+    ada = eventually(
+        lambda: stitched(live_api, "user-ada", [device, "user-ada"], ["$pageview", "viewed pricing", "$identify"]),
+        what="Ada's visit stitched to user-ada",
+    )
+    properties = ada["properties"]
+    assert properties["$initial_current_url"] == landing
+    assert (properties["$initial_utm_source"], properties["$initial_utm_campaign"]) == ("ads", "spring")
+    assert properties["$current_url"].startswith(login)
+    assert [key for key, value in properties.items() if value is None] == [], " ".join(f"{k}={v!r}" for k, v in sorted(properties.items()))
+    # The device posthog-js describes, latest and first.
+    assert properties["$browser"] == properties["$initial_browser"]
+    assert properties["$device_type"] == "Desktop" and properties["$os"] == properties["$initial_os"]
+    assert tab.problems == []

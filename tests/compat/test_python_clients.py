@@ -100,6 +100,25 @@ def test_posthog_python_batched_and_gzipped(live_server: LiveServer, live_api: h
     assert_posthog_person(live_api)
 
 
+@pytest.mark.parametrize(
+    "rule, identified", [pytest.param("user_id", True, id="user-id"), pytest.param("plain_event", False, id="plain-event")]
+)
+def test_posthog_python_identify_from_a_server_follows_the_projects_rule(
+    live_server: LiveServer, live_api: httpx.Client, rule: str, identified: bool
+):
+    assert live_api.patch("/api/project/settings", json={"identify_without_anonymous_id": rule}).status_code == 200
+    errors: list[Any] = []
+    client = posthog_client(live_server, errors, sync_mode=True)
+    # A backend that knows only the user: no anonymous id to join.
+    client.capture("$identify", distinct_id="user-7", properties={"$set": {"plan": "team"}})
+    client.shutdown()
+    assert errors == []
+    found = eventually(lambda: person(live_api, "user-7"), what="user-7's person")
+    assert (found["is_identified"], found["user_ids"] == ["user-7"], found["properties"]["plan"]) == (
+        identified, identified, "team"
+    )
+
+
 def test_posthog_python_with_a_wrong_key_gets_401_and_stores_nothing(live_server: LiveServer, live_api: httpx.Client):
     errors: list[Any] = []
     client = Posthog(project_api_key="phc_wrong", host=live_server.base_url, capture_mode="v0",

@@ -174,7 +174,7 @@ def test_numeric_ids_become_their_decimal_text():
         pytest.param(message("identify", userId="user-42", traits=["a"]), "`traits` must be an object",
                      id="bad-traits"),
         pytest.param(message("track", userId="u", event="x", timestamp="yesterday"), "`timestamp` 'yesterday' is not "
-                     "an ISO-8601 time", id="bad-time"),
+                     "an ISO-8601 time or epoch number within the years 1 to 9999 UTC", id="bad-time"),
         pytest.param("not a message", "a message must be a JSON object", id="not-an-object"),
     ],
 )

@@ -161,3 +161,10 @@ def test_alias_on_a_personless_event_is_refused_and_dead_lettered(engine) -> Non
     [result] = engine.apply(alias("anon-1", "anon-2", process_person=False))
     assert [w.type.value for w in result.warnings] == ["identity_on_personless_event"]
     assert (engine.persons(), engine.links(), len(engine.dead_letters())) == ([], [], 1)
+
+
+def test_a_person_identified_by_alias_alone_may_hold_an_email(engine) -> None:
+    # posthog-js `alias('crm-42')` identifies the browser's person; PostHog keeps her email.
+    engine.apply(track("anon-1"), alias("anon-1", "crm-42", minute=1), track("anon-1", minute=2, set={"email": "ada@example.com"}))
+    assert engine.properties("crm-42") == {"email": "ada@example.com"}
+    assert engine.warnings() == []

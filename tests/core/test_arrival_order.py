@@ -41,7 +41,7 @@ def replay(events: list[tuple[int, AttributeOps]], order: list[int]) -> PersonAt
     attributes = PersonAttributes()
     for arrival, index in enumerate(order, start=1):
         minute, ops = events[index]
-        context = OperationContext(at(minute), arrival, f"evt-{index}", "anon-1", person_has_user_id=False)
+        context = OperationContext(at(minute), arrival, f"evt-{index}", "anon-1", person_is_identified=False)
         apply_operations(attributes, ops, context, AttributePolicy())
     return attributes
 

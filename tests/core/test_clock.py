@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from idstitch.clock import event_time, format_time, parse_time, stored_time
+from idstitch.clock import SKEW_TOLERANCE, event_time, format_time, parse_time, skew_correction, stored_time
 
 UTC = timezone.utc
 NOON = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -62,3 +62,28 @@ def test_format_time_is_utc_microseconds_z_and_round_trips() -> None:
 def test_format_time_sorts_as_text_in_time_order() -> None:
     moments = [NOON + timedelta(microseconds=n) for n in (0, 1, 999_999, 1_000_000)] + [NOON - timedelta(days=400)]
     assert sorted(moments, key=format_time) == sorted(moments)
+
+
+@pytest.mark.parametrize(
+    "offset, correction",
+    [
+        pytest.param(timedelta(seconds=0), timedelta(0), id="none"),
+        pytest.param(timedelta(seconds=3), timedelta(0), id="in-flight-within-tolerance"),
+        pytest.param(-SKEW_TOLERANCE, timedelta(0), id="at-the-tolerance"),
+        pytest.param(SKEW_TOLERANCE * 1.5, SKEW_TOLERANCE, id="half-way-up-the-ramp"),
+        pytest.param(-SKEW_TOLERANCE * 2, -SKEW_TOLERANCE * 2, id="in-full-from-twice-the-tolerance"),
+        pytest.param(timedelta(days=365), timedelta(days=365), id="a-year"),
+    ],
+)
+def test_skew_is_corrected_only_past_the_tolerance_and_never_jumps(offset, correction) -> None:
+    assert skew_correction(offset) == correction
+
+
+def test_skew_correction_is_continuous_and_never_reorders_consecutive_requests() -> None:
+    # Offsets microseconds apart (two requests of one client) give corrections microseconds apart,
+    # and a larger offset never gives a smaller correction.
+    step = timedelta(microseconds=1)
+    offsets = [SKEW_TOLERANCE * k / 50 for k in range(-150, 151)]
+    for offset in offsets:
+        assert abs(skew_correction(offset + step) - skew_correction(offset)) <= 2 * step
+        assert skew_correction(offset + step) >= skew_correction(offset)

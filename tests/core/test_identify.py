@@ -492,10 +492,32 @@ def test_identify_without_anonymous_id_marks_the_user_ids_person_identified(engi
     assert engine.links() == [link]
 
 
-def test_identify_with_the_same_id_twice_is_identify_alone(engine) -> None:
-    engine.apply(identify("user-1", "user-1"))
-    assert engine.persons() == [{"distinct_ids": ["user-1"], "user_ids": ["user-1"], "is_identified": True}]
-    assert engine.links() == [Link("identify", "ingest", "user-1", None, "A", "created", None)]
+@pytest.mark.parametrize("before", [pytest.param([], id="unseen-id"), pytest.param([track("user-1")], id="seen-id")])
+def test_identify_with_the_same_id_twice_changes_nothing_but_its_attributes(engine, before) -> None:
+    # Row 0, as PostHog: no link, no user id, not identified; the event's own `$set` still applies.
+    engine.apply(*before, identify("user-1", "user-1", minute=1, set={"plan": "pro"}))
+    assert engine.persons() == [{"distinct_ids": ["user-1"], "user_ids": [], "is_identified": False}]
+    assert engine.properties("user-1") == {"plan": "pro"}
+    assert (engine.links(), engine.warnings()) == ([], [])
+
+
+def test_identify_without_anonymous_id_is_a_plain_event_when_the_project_says_so(make_engine) -> None:
+    engine = make_engine(identify_without_anonymous_id="plain_event")
+    engine.apply(identify("user-1", set={"plan": "pro"}), identify("user-2", "anon-2", minute=1))
+    assert engine.persons() == [
+        {"distinct_ids": ["anon-2", "user-2"], "user_ids": ["user-2"], "is_identified": True},
+        {"distinct_ids": ["user-1"], "user_ids": [], "is_identified": False},
+    ]
+    assert engine.properties("user-1") == {"plan": "pro"}
+    assert engine.links() == [Link("identify", "ingest", "user-2", "anon-2", "A", "created", None)]
+
+
+def test_a_personless_identify_is_refused_whatever_identify_without_anonymous_id_says(make_engine) -> None:
+    # PostHog drops every `$identify` marked `$process_person_profile: false`, with or without an anonymous id.
+    engine = make_engine(identify_without_anonymous_id="plain_event")
+    [result] = engine.apply(identify("user-1", process_person=False))
+    assert result.rejection is not None
+    assert (engine.persons(), engine.event_ids()) == ([], [])
 
 
 def test_identify_alone_refuses_a_second_user_id_for_a_person(engine) -> None:

@@ -141,6 +141,15 @@ def test_merge_over_the_ingest_path_is_refused_but_its_event_counts(engine) -> N
     assert engine.event_ids()[-1] == "user-1"
 
 
+@pytest.mark.parametrize("allowed", [pytest.param(False, id="refused-over-ingest"), pytest.param(True, id="allowed")])
+def test_a_personless_merge_over_the_ingest_path_is_refused_and_dead_lettered(make_engine, allowed) -> None:
+    engine = make_engine(allow_merge_over_ingest=allowed)
+    [result] = engine.apply(ingest_merge("user-1", "user-2", process_person=False))
+    assert [w.type for w in result.warnings] == [WarningType.IDENTITY_ON_PERSONLESS_EVENT]
+    assert engine.dead_letters() == ["an identity operation cannot be marked $process_person_profile: false"]
+    assert (engine.persons(), engine.links(), engine.event_ids()) == ([], [], [])
+
+
 def test_merge_over_the_ingest_path_works_when_the_project_allows_it(make_engine) -> None:
     engine = make_engine(allow_merge_over_ingest=True)
     engine.apply(identify("user-1", "anon-1"), identify("user-2", "anon-2"))

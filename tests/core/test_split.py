@@ -193,5 +193,7 @@ def test_split_keeps_first_touch_attributes_and_first_seen_from_events_without_o
     assert engine.properties("anon-1") == {
         "$initial_current_url": "https://shop.example/?utm_source=ads",
         "$initial_utm_source": "ads",
+        "$current_url": "https://shop.example/?utm_source=ads",
+        "utm_source": "ads",
     }
     assert engine.person("anon-1")["created_at"] == at(0)

@@ -78,6 +78,9 @@ def test_first_touch_attributes_keep_the_earliest_page_whatever_the_arrival_orde
     assert engine.properties("anon-1") == {
         "$initial_referrer": "https://news.ycombinator.com/",
         "$initial_utm_source": "mail",
+        # The latest values are the newest event's, though it arrived first.
+        "$referrer": "https://later.example/",
+        "utm_source": "mail",
     }
 
 

@@ -24,7 +24,7 @@ import pytest
 INGEST_TOKEN = "phc_integration_token"
 SECRET_KEY = "sk_integration_secret"
 
-START_TIMEOUT = 20.0
+START_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
 
 

@@ -24,7 +24,7 @@ def test_a_segment_is_used_by_id_in_every_query(api, send):
     pro = make(api, "Pro", PRO)
     buyers = make(api, "Pro buyers", {"and": [{"segment": pro["id"]}, {"did": "Purchase"}]})
 
-    assert [s["name"] for s in api.get("/api/segments").json()] == ["Pro", "Pro buyers"]
+    assert [s["name"] for s in api.get("/api/segments").json()["results"]] == ["Pro", "Pro buyers"]
     assert api.get(f"/api/segments/{buyers['id']}").json()["filter"] == {"and": [{"segment": pro["id"]}, {"did": "Purchase", "min_count": 1}]}
 
     persons = api.post("/api/persons/query", json={"segment_id": buyers["id"]}).json()["results"]
@@ -44,7 +44,7 @@ def test_a_segment_in_use_cannot_be_deleted_and_a_deleted_one_is_gone(api):
     assert refused.status_code == 409 and "Uses pro" in refused.json()["detail"]
     assert api.delete(f"/api/segments/{user['id']}").status_code == 204
     assert api.delete(f"/api/segments/{pro['id']}").status_code == 204
-    assert api.get("/api/segments").json() == []
+    assert api.get("/api/segments").json() == {"results": [], "next": None}
     assert api.get(f"/api/segments/{pro['id']}").status_code == 404
     assert api.delete(f"/api/segments/{pro['id']}").status_code == 404
     problems = bad_request(api.post("/api/persons/query", json={"segment_id": pro["id"]}))

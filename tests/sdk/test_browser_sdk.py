@@ -70,6 +70,10 @@ def test_anonymous_page_views_join_the_person_at_login(browser, pages: Site, ids
     assert properties["$initial_pathname"] == "/landing"
     assert properties["$initial_referrer"] == "$direct"
     assert properties["$initial_host"] == f"shop.idstitch.test:{pages.port}"
+    # idstitch.js sends the user agent; the server reads the device from it (ua-parser).
+    assert properties["$initial_browser"] == properties["$browser"]
+    assert (properties["$os"], properties["$device_type"]) == ("Linux", "Desktop")
+    assert properties["$pathname"] == events[-1]["properties"]["$pathname"]
     assert len({e["session_id"] for e in events}) == 1 and events[0]["session_id"]
     assert events[0]["properties"]["$lib"] == "idstitch-js"
     assert events[1]["properties"]["$referrer"] == pages.url("/landing?utm_source=newsletter&utm_campaign=spring&gclid=g-1")
@@ -299,7 +303,7 @@ def test_hotjar_heap_and_highlight_calls_work_unchanged(browser, pages: Site, id
     calls = {
         "/hotjar": "",
         "/heap": "heap.identify('user-ko'); heap.addUserProperties({tier: 'gold'}); heap.track('Heap event', {a: 1});",
-        "/highlight": "H.identify('user-lu', {highlightDisplayName: 'Lu'});",
+        "/highlight": "H.init('highlight-project', {networkRecording: true}); H.start(); H.identify('user-lu', {highlightDisplayName: 'Lu'});",
     }
     for path, call in calls.items():
         context = browser.new_context()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from idstitch import ids
-from idstitch.first_touch import FIRST_TOUCH_KEYS
+from idstitch.first_touch import CAMPAIGN_KEYS
 
 SDK = Path(__file__).resolve().parents[2] / "sdk" / "js"
 
@@ -49,9 +49,8 @@ def test_the_generic_id_list_is_the_servers():
     assert sorted(_js("ids.js", "m.GENERIC_IDS")) == sorted(ids._GENERIC_IDS)
 
 
-def test_the_campaign_keys_are_the_first_touch_keys_of_the_server():
-    page_keys = {"$referrer", "$referring_domain", "$current_url", "$host", "$pathname"}
-    assert sorted(_js("context.js", "m.CAMPAIGN_KEYS")) == sorted(set(FIRST_TOUCH_KEYS) - page_keys)
+def test_the_campaign_keys_are_the_servers():
+    assert sorted(_js("context.js", "m.CAMPAIGN_KEYS")) == sorted(CAMPAIGN_KEYS)
 
 
 def _samples() -> list[str]:

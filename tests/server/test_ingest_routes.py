@@ -154,7 +154,7 @@ def test_two_identified_users_are_never_merged_and_the_refusal_is_a_warning(api)
     assert sorted(alice["distinct_ids"]) == ["alice", "laptop"]
     (warning,) = api.get("/api/warnings").json()["results"]
     assert warning["type"] == "cannot_merge_already_identified"
-    links = api.get(f"/api/persons/{alice['id']}/links").json()
+    links = api.get(f"/api/persons/{alice['id']}/links").json()["results"]
     assert [link["outcome"] for link in links] == ["created", "refused:cannot_merge_already_identified"]
 
 

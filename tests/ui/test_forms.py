@@ -117,6 +117,17 @@ def test_settings_saved_in_the_ui_are_the_apis_settings_and_are_audited(ui: Test
     assert any(e["action"] == "settings" and e["details"]["changes"]["max_user_ids"] == 3 for e in audit)
 
 
+def test_the_identify_rule_is_chosen_in_the_ui_and_a_bad_choice_is_named(ui: TestClient):
+    assert 'name="identify_without_anonymous_id"' in ui.get("/ui/settings").text
+    assert post_settings(ui, identify_without_anonymous_id="plain_event").status_code == 303
+    api = {"Authorization": f"Bearer {SECRET_KEY}"}
+    assert ui.get("/api/project/settings", headers=api).json()["identify_without_anonymous_id"] == "plain_event"
+    assert 'value="plain_event" selected' in ui.get("/ui/settings").text
+    answer = post_settings(ui, identify_without_anonymous_id="posthog")
+    assert answer.status_code == 400
+    assert "Setting &#39;identify_without_anonymous_id&#39; has value &#39;posthog&#39;" in answer.text
+
+
 def test_a_bad_setting_is_shown_on_the_form_and_nothing_changes(ui: TestClient):
     answer = post_settings(ui, illegal_id_patterns="(unclosed")
     assert answer.status_code == 400
@@ -151,7 +162,7 @@ def test_a_segment_built_in_the_ui_is_saved_for_the_query_api(ui: TestClient):
                                           "filter_json": '{"attribute":"plan","op":"equals","value":"pro"}'},
                     follow_redirects=False)
     assert saved.status_code == 303
-    segments = ui.get("/api/segments", headers={"Authorization": f"Bearer {SECRET_KEY}"}).json()
+    segments = ui.get("/api/segments", headers={"Authorization": f"Bearer {SECRET_KEY}"}).json()["results"]
     assert [(s["name"], s["filter"]) for s in segments] == [("Pro users", {"attribute": "plan", "op": "equals", "value": "pro"})]
     again = ui.post("/ui/segments", data={"csrf_token": csrf_of(built.text), "name": "Pro users",
                                           "filter_json": '{"attribute":"plan","op":"is_set"}'})
@@ -166,3 +177,12 @@ def test_a_broken_filter_is_explained_with_its_path(ui: TestClient):
     answer = ui.get("/ui/users", params={"attr": "signed_up_at", "op": "after", "value": "someday"})
     assert answer.status_code == 400
     assert "ISO-8601" in answer.text
+
+
+def test_a_lone_surrogate_typed_in_the_ui_reads_as_u_fffd(ui: TestClient):
+    # JSON typed or pasted into the UI decodes as the API's does: "\ud800" is U+FFFD, not an error.
+    assert read_value('"a\\ud800"') == "a\ufffd"
+    ui.post("/ingest/identify", json={"token": INGEST_TOKEN, "user_id": "user-1", "set": {"plan": "pro\ufffd"}})
+    answer = ui.get("/ui/segments", params={"action": "json", "filter_json": '{"attribute": "plan", "op": "equals", "value": "pro\\ud800"}'})
+    assert answer.status_code == 200, answer.text
+    assert re.search(r'Matching users\s*<span class="count">1</span>', answer.text)

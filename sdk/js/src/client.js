@@ -122,9 +122,10 @@ function distinctId(state) {
   return state.u || state.a;
 }
 
+// The server reads browser, OS and device type from the user agent (src/idstitch/ingest/device.py).
 function context(state, extra) {
   return assign(pageProperties(location.href, doc.referrer), {
-    $lib: 'idstitch-js', $lib_version: VERSION, $device_id: state.d
+    $lib: 'idstitch-js', $lib_version: VERSION, $device_id: state.d, $raw_user_agent: navigator.userAgent
   }, extra);
 }
 
@@ -466,7 +467,10 @@ function shims() {
     });
   }
   if (!w.H) {
-    w.H = { identify: function (id, metadata) { identify(id, metadata); }, track: track };
+    // Highlight's page calls H.init(projectId, options) first; idstitch is set up by its own
+    // init, so that call (and H.start / H.stop, which control its recorder) does nothing.
+    const nothing = function () {};
+    w.H = { init: nothing, start: nothing, stop: nothing, identify: function (id, metadata) { identify(id, metadata); }, track: track };
   }
 }
 

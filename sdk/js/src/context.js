@@ -5,7 +5,7 @@ export const CAMPAIGN_KEYS = [
   'utm_source', 'utm_medium', 'utm_campaign', 'utm_content', 'utm_term', 'utm_name',
   'gclid', 'gad_source', 'gclsrc', 'dclid', 'gbraid', 'wbraid', 'fbclid', 'msclkid',
   'twclid', 'li_fat_id', 'mc_cid', 'igshid', 'ttclid', 'rdt_cid', 'irclid', '_kx',
-  'epik', 'qclid', 'sccid'
+  'epik', 'qclid', 'sccid', 'oppref', 'bfcid'
 ];
 
 // "$direct" rather than nothing: a later page's internal referrer must not become the

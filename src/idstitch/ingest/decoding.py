@@ -68,7 +68,7 @@ def decode_body(
     if not body.strip():
         raise BodyError("body is empty")
     try:
-        value = _json.decode(body)
+        value = _decode_json(body)
     except msgspec.DecodeError as error:
         raise BodyError(f"body is not valid JSON: {error}") from None
     except UnicodeDecodeError as error:  # msgspec raises it, not DecodeError, for invalid UTF-8
@@ -79,6 +79,30 @@ def decode_body(
         # Deeper values would be stored, then fail every reader (pydantic stops at 255 levels).
         raise BodyError(f"body nests arrays and objects more than {MAX_NESTING} deep")
     return value
+
+
+def _decode_json(body: bytes) -> Any:
+    try:
+        return _json.decode(body)
+    except msgspec.DecodeError:
+        if not _SURROGATE_ESCAPE.search(body):
+            raise
+    # JavaScript's JSON.stringify writes a broken string's lone surrogate as `\ud800`, which is
+    # not Unicode; the browser's own TextEncoder makes it U+FFFD, and so does this.
+    return _json.decode(replace_lone_surrogates(body))
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+# An escaped backslash (kept, so `\\ud800` stays text), a surrogate pair (kept), a lone surrogate.
+_ESCAPES = re.compile(
+    rb"\\\\|\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|\\u[dD][89a-fA-F][0-9a-fA-F]{2}"
+)
+_LONE_ESCAPE_LENGTH = len(rb"\ud800")
+
+
+def replace_lone_surrogates(body: bytes) -> bytes:
+    """`body` (JSON) with each `\\u` escape of a lone UTF-16 surrogate replaced by `\\ufffd`."""
+    return _ESCAPES.sub(lambda m: b"\\ufffd" if len(m[0]) == _LONE_ESCAPE_LENGTH else m[0], body)
 
 
 MAX_NESTING = 100

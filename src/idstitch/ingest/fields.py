@@ -53,7 +53,7 @@ def read_time(raw: Any, field: str, sent_at: datetime | None, received_at: datet
         return received_at
     parsed = parse_time(raw)
     if parsed is None:
-        return Rejection(f"`{field}` {raw!r} is not an ISO-8601 time")
+        return Rejection(f"`{field}` {raw!r} is not an ISO-8601 time or epoch number within the years 1 to 9999 UTC")
     try:
         return event_time(parsed, sent_at, received_at)
     except OverflowError:  # a skew correction past year 1 or 9999 (say timestamp 0001, sent_at 9999)

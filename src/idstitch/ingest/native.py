@@ -21,6 +21,7 @@ from typing import Any
 from idstitch.clock import parse_time
 from idstitch.commands import Alias, Command, Event, Identify, Track
 from idstitch.ids import normalize_distinct_id
+from idstitch.ingest.device import with_device_and_campaign
 from idstitch.ingest.fields import read_event_name, read_object, read_ops, read_time, read_uuid
 from idstitch.ingest.messages import DecodedRequest
 from idstitch.outcomes import Rejection
@@ -69,6 +70,7 @@ def message_command(raw: Any, sent_at: datetime | None, received_at: datetime) -
     properties = read_object(raw.get("properties"), "properties")
     if isinstance(properties, Rejection):
         return properties
+    properties = with_device_and_campaign(properties)
     ops = read_ops({name: (name, raw.get(name)) for name in _OPERATIONS})
     if isinstance(ops, Rejection):
         return ops

@@ -274,6 +274,7 @@ def apply_imports(
             context.conn.execute("ROLLBACK TO person")
             results.append({"index": index, "error": str(error)})
         else:
-            results.append({"index": index, "person_id": outcome.person_id})
+            warnings = [{"type": w.type.value, "details": w.details} for w in outcome.warnings]
+            results.append({"index": index, "person_id": outcome.person_id, "warnings": warnings})
         context.conn.execute("RELEASE person")
     return {"imported": sum(1 for r in results if r.get("person_id")), "results": results}

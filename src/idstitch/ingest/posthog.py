@@ -14,6 +14,7 @@ from idstitch.attributes import NO_OPS, AttributeOps
 from idstitch.clock import parse_time
 from idstitch.commands import INGEST, Alias, Command, Event, Identify, Merge, Track
 from idstitch.ids import normalize_distinct_id
+from idstitch.ingest.device import with_device_and_campaign
 from idstitch.ingest.fields import read_event_name, read_object, read_ops, read_time, read_uuid
 from idstitch.ingest.messages import DecodedRequest
 from idstitch.outcomes import Rejection
@@ -104,7 +105,7 @@ def event_command(raw: Any, sent_at: datetime | None, received_at: datetime) -> 
     if name in _NO_PERSON_UPDATES:
         ops = NO_OPS
 
-    stored = {k: v for k, v in properties.items() if k not in _STRIPPED}
+    stored = with_device_and_campaign({k: v for k, v in properties.items() if k not in _STRIPPED})
     session_id = properties.get("$session_id")
     event = Event(
         uuid=uuid,
@@ -153,7 +154,9 @@ def _identity_command(event: Event, properties: dict[str, Any]) -> Command | Rej
         return Identify(event, user_id=event.distinct_id)
     if event.name in ("$create_alias", "$merge_dangerously"):
         alias = properties.get("alias")
-        if not alias:  # PostHog: a falsy alias ("", 0, null, false) does nothing
+        # PostHog: an alias that is falsy in JavaScript ("", 0, null, false) does nothing; `[]` and
+        # `{}` are truthy there, so they are ids of the wrong type here, and rejected (§2).
+        if alias in (None, False, "", 0):
             return Track(event)
         source = normalize_distinct_id(alias)
         if isinstance(source, Rejection):

@@ -12,8 +12,9 @@ a batch is `{"batch": [...], "sentAt", "writeKey"}`. The mapping:
     group(groupId, traits)                 -> Track("$groupidentify"), no attribute changes
 
 `messageId` is the event uuid (a retry is a duplicate), `sentAt` corrects the client's clock, and
-`context.page`/`context.campaign` become PostHog's `$current_url`, `$referrer`, `utm_*` keys so
-first-touch attributes fill in. What an identify or alias then does is the engine's business.
+`context.page`/`context.campaign` become PostHog's `$current_url`, `$referrer`, `utm_*` keys, and
+`context.userAgent` its `$browser`, `$os` and `$device_type` (ingest/device.py), so the person's
+automatic attributes fill in. What an identify or alias then does is the engine's business.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from idstitch.attributes import NO_OPS, AttributeOps
 from idstitch.clock import parse_time
 from idstitch.commands import Alias, Command, Event, Identify, Track
 from idstitch.ids import normalize_distinct_id
+from idstitch.ingest.device import with_device_and_campaign
 from idstitch.ingest.fields import read_event_name, read_object, read_time, read_uuid
 from idstitch.ingest.messages import DecodedRequest
 from idstitch.outcomes import Rejection
@@ -124,7 +126,7 @@ def message_command(raw: Any, sent_at: datetime | None, received_at: datetime) -
         stored = {**_library(context), "$group_type": "group", "$group_key": group_id, "$group_set": traits}
         return Track(event(distinct_id, "$groupidentify", stored))
 
-    stored = {**_context_properties(context, properties if kind == "page" else {}), **properties}
+    stored = with_device_and_campaign({**_context_properties(context, properties if kind == "page" else {}), **properties})
     if kind == "identify":
         ops = AttributeOps(set=traits) if traits else NO_OPS
         if user_id is None:
@@ -199,16 +201,16 @@ def _context_properties(context: dict[str, Any], page_properties: dict[str, Any]
     page = {k: v for k, v in page.items() if isinstance(v, str) and v}
     if "url" in page:
         found["$current_url"] = page["url"]
-        parts = urlsplit(page["url"])
-        if parts.netloc:
-            found["$host"] = parts.netloc
-        if parts.path:
-            found["$pathname"] = parts.path
+        host, path = _host_and_path(page["url"])
+        if host:
+            found["$host"] = host
+        if path:
+            found["$pathname"] = path
     if "path" in page:
         found["$pathname"] = page["path"]
     if "referrer" in page:
         found["$referrer"] = page["referrer"]
-        referring_domain = urlsplit(page["referrer"]).netloc
+        referring_domain, _ = _host_and_path(page["referrer"])
         if referring_domain:
             found["$referring_domain"] = referring_domain
     if "title" in page:
@@ -221,3 +223,13 @@ def _context_properties(context: dict[str, Any], page_properties: dict[str, Any]
     if isinstance(context.get("userAgent"), str):
         found["$raw_user_agent"] = context["userAgent"]
     return found
+
+
+def _host_and_path(url: str) -> tuple[str, str]:
+    """The host and path of `url`; none for a URL the standard library cannot split
+    (`http://[` is an unclosed IPv6 address): the URL itself is still kept."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "", ""
+    return parts.netloc, parts.path

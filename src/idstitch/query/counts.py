@@ -192,7 +192,7 @@ def _periods(spec: CountSpec, grouped: dict[str | None, dict[str, int]], now: da
     start = _period_of(spec.interval, spec.after) if spec.after else (seen[0] if seen else None)
     if start is None:
         return []
-    end_moment = spec.before - timedelta(microseconds=1) if spec.before else now
+    end_moment = _just_before(spec.before) if spec.before else now
     end = max(_period_of(spec.interval, end_moment), seen[-1] if seen else "")
     periods = []
     current = date.fromisoformat(start)
@@ -201,8 +201,20 @@ def _periods(spec: CountSpec, grouped: dict[str | None, dict[str, int]], now: da
         periods.append(current.isoformat())
         if len(periods) > MAX_PERIODS:
             raise FilterError([("interval", f"the range covers more than {MAX_PERIODS} {spec.interval}s; use a longer interval or a shorter range")])
-        current = _next(spec.interval, current)
+        try:
+            current = _next(spec.interval, current)
+        except OverflowError:  # that was the calendar's last period (9999-12-31)
+            break
     return periods
+
+
+_TICK = timedelta(microseconds=1)
+_FIRST_MOMENT = datetime.min.replace(tzinfo=timezone.utc)
+
+
+def _just_before(moment: datetime) -> datetime:
+    """The last moment before `moment`; nothing is before the calendar's first, so itself."""
+    return moment - _TICK if moment > _FIRST_MOMENT else moment
 
 
 def _period_of(interval: Interval, moment: datetime) -> str:

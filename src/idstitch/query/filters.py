@@ -142,7 +142,7 @@ class _Comparison(BaseModel):
         return value
 
 
-def _check_key(kind: str, key: str) -> str:
+def check_key(kind: str, key: str) -> str:
     if '"' in key or "\\" in key or any(ord(ch) < 32 for ch in key):
         raise ValueError(f"{kind} names with a double quote, a backslash or a control character are not supported: {key!r}")
     return key
@@ -162,7 +162,7 @@ class PropertyCondition(_Comparison):
     @field_validator("property")
     @classmethod
     def _addressable(cls, key: str) -> str:
-        return _check_key("property", key)
+        return check_key("property", key)
 
 
 class DidCondition(BaseModel):

@@ -40,7 +40,10 @@ def parse_moment(text: object, now: datetime) -> datetime:
         step = _UNITS.get(unit) or _UNITS.get(unit.removesuffix("s"))
         if step is None:
             raise ValueError(f"unknown time unit {unit!r} in {text!r}; use one of min, h, d, w, m, y (or hours, days, ...)")
-        return now - int(count) * step
+        try:
+            return now - int(count) * step
+        except OverflowError:
+            raise ValueError(f"{text!r} is before the year 1") from None
     if _ISO.fullmatch(text.strip()):
         candidate = text.strip()
         if candidate.endswith(("Z", "z")):
@@ -50,7 +53,12 @@ def parse_moment(text: object, now: datetime) -> datetime:
         except ValueError:
             pass
         else:
-            return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
+            if parsed.tzinfo is None:
+                return parsed.replace(tzinfo=timezone.utc)
+            try:
+                return parsed.astimezone(timezone.utc)
+            except OverflowError:  # 0001-01-01T00:00:00+23:59 is in year 0 in UTC
+                raise ValueError(f"{text!r} is outside the years 1 to 9999 in UTC") from None
     raise ValueError(f"{text!r} is not {_ABSOLUTE_HELP}")
 
 

@@ -14,16 +14,37 @@ from idstitch.errors import Conflict, NotFound
 from idstitch.query.compiler import EVENTS, Compiler
 from idstitch.query.filters import FilterNode, dump_filter, parse_filter
 from idstitch.store.connection import Connection, Row, returning_id
+from idstitch.store.reads import Page, decode_cursor, encode_cursor
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
 
 
 def list_segments(conn: Connection, project_id: int) -> list[dict[str, Any]]:
-    rows = conn.execute(
-        "SELECT id, name, description, filter, created_at FROM segments WHERE project_id = ? ORDER BY name", (project_id,)
-    )
-    return [_segment(r) for r in rows]
+    """Every saved segment, by name."""
+    return [_segment(r) for r in _segment_rows(conn, project_id, None, None)]
+
+
+def segments_page(conn: Connection, project_id: int, limit: int, cursor: str | None) -> Page:
+    """Saved segments by name, a page at a time (names are unique in a project)."""
+    (after,) = decode_cursor(cursor, 1, (str,)) if cursor else (None,)
+    rows = _segment_rows(conn, project_id, after, limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page([_segment(r) for r in rows], encode_cursor(rows[-1]["name"]) if more else None)
+
+
+def _segment_rows(conn: Connection, project_id: int, after_name: str | None, limit: int | None) -> list[Row]:
+    sql = "SELECT id, name, description, filter, created_at FROM segments WHERE project_id = ?"
+    params: list[Any] = [project_id]
+    if after_name is not None:
+        sql += " AND name > ?"
+        params.append(after_name)
+    sql += " ORDER BY name"
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(limit)
+    return conn.execute(sql, params).fetchall()
 
 
 def get_segment(conn: Connection, project_id: int, segment_id: int) -> dict[str, Any] | None:

@@ -18,6 +18,7 @@ from idstitch.engine import Batch
 from idstitch.errors import Conflict, IdstitchError, InvalidRequest, InvalidSetting, NotFound
 from idstitch.ingest.pipeline import WriteContext, apply_imports
 from idstitch.server import schemas
+from idstitch.server.api_requests import API_ERRORS, ApiRoute
 from idstitch.server.state import AppState
 from idstitch.store import reads
 from idstitch.store.connection import Connection
@@ -45,7 +46,7 @@ def secret_key(
 
 
 Key = Annotated[SecretKey, Depends(secret_key)]
-router = APIRouter(prefix="/api", tags=["api"])
+router = APIRouter(prefix="/api", tags=["api"], route_class=ApiRoute, responses=API_ERRORS)
 
 
 async def _read(request: Request, fn: Callable[[Connection], T]) -> T:
@@ -84,31 +85,6 @@ def _http_error(error: IdstitchError) -> HTTPException:
     return HTTPException(status, str(error))
 
 
-@router.get("/persons", response_model=schemas.Person | schemas.PersonPage)
-async def persons(
-    request: Request,
-    key: Key,
-    distinct_id: Annotated[str | None, Query(description="Return the one person owning this id.")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: str | None = None,
-) -> Any:
-    """The person owning `distinct_id` (404 if none), or without it a page of persons, newest first."""
-    if distinct_id is not None:
-        def lookup(conn: Connection) -> dict[str, Any] | None:
-            person_id = reads.person_id_for_distinct_id(conn, key.project_id, distinct_id)
-            return reads.person(conn, key.project_id, person_id) if person_id else None
-
-        found = await _read(request, lookup)
-        if found is None:
-            raise HTTPException(404, f"No person owns distinct id {distinct_id!r}")
-        return found
-    try:
-        page = await _read(request, lambda conn: reads.persons_page(conn, key.project_id, limit, cursor))
-    except IdstitchError as error:
-        raise _http_error(error) from None
-    return {"results": page.results, "next": page.next_cursor}
-
-
 async def _person_or_404(request: Request, key: SecretKey, person_id: str) -> dict[str, Any]:
     found = await _read(request, lambda conn: reads.person(conn, key.project_id, person_id))
     if found is None:
@@ -129,11 +105,21 @@ async def person_attributes(request: Request, key: Key, person_id: str) -> Any:
     return await _read(request, lambda conn: reads.attributes(conn, person_id))
 
 
-@router.get("/persons/{person_id}/links", response_model=list[schemas.Link])
-async def person_links(request: Request, key: Key, person_id: str) -> Any:
+@router.get("/persons/{person_id}/links", response_model=schemas.LinkPage)
+async def person_links(
+    request: Request,
+    key: Key,
+    person_id: str,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: str | None = None,
+) -> Any:
     """The identity log entries about this person's ids, refusals included, oldest first."""
     await _person_or_404(request, key, person_id)
-    return await _read(request, lambda conn: reads.links(conn, key.project_id, person_id))
+    try:
+        page = await _read(request, lambda conn: reads.links_page(conn, key.project_id, person_id, limit, cursor))
+    except IdstitchError as error:
+        raise _http_error(error) from None
+    return {"results": page.results, "next": page.next_cursor}
 
 
 @router.get("/persons/{person_id}/events", response_model=schemas.EventPage)

@@ -21,6 +21,7 @@ from idstitch.server import (
     static_routes,
     ui_routes,
 )
+from idstitch.server.body_limit import BodyLimitMiddleware
 from idstitch.server.cors import IngestCORSMiddleware
 from idstitch.server.ratelimit import ApiRateLimitMiddleware, RateLimits
 from idstitch.server.state import AppState, ServerConfig
@@ -70,6 +71,8 @@ def create_app(config: ServerConfig, now: Now = utc_now, given: Store | None = N
     app.include_router(api_routes.router)
     app.include_router(static_routes.router)
     app.include_router(compat_routes.router)
+    # Inside CORS, so that a browser can read the 413.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes)
     app.add_middleware(IngestCORSMiddleware)
     app.include_router(privacy_routes.router)
     app.include_router(query_routes.router)

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from idstitch.errors import Conflict, IdstitchError, InvalidRequest, NotFound, QueriesBusy
 from idstitch.ingest.pipeline import WriteContext
 from idstitch.server import schemas
+from idstitch.server.api_requests import API_ERRORS, ApiRoute
 from idstitch.server.api_routes import Key
 from idstitch.server.state import AppState
 from idstitch.store import privacy
@@ -25,7 +26,7 @@ from idstitch.store.privacy import Selector
 from idstitch.store.projects import SecretKey
 
 T = TypeVar("T")
-router = APIRouter(prefix="/api", tags=["privacy"])
+router = APIRouter(prefix="/api", tags=["privacy"], route_class=ApiRoute, responses=API_ERRORS)
 
 MAX_SELECTOR_LENGTH = 1000
 # Row ids are 64-bit signed integers in both stores.

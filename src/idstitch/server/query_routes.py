@@ -11,11 +11,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
-import msgspec
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 
 from idstitch.commands import Track
 from idstitch.engine import Batch, CommandResult
@@ -25,10 +21,12 @@ from idstitch.ingest.pipeline import WriteContext
 from idstitch.outcomes import Rejection
 from idstitch.query import counts, events, lookups, people, segments, sessions
 from idstitch.query.compiler import EVENTS, PERSONS, SESSIONS, Compiler, run_guarded, where_clause
-from idstitch.query.filters import FilterError, error_path, error_reason, parse_filter
+from idstitch.query.filters import FilterError, FilterNode, parse_filter
 from idstitch.query.moments import parse_moment
 from idstitch.server import query_schemas as schemas
+from idstitch.server.api_requests import API_ERRORS, ApiRoute, json_parameter
 from idstitch.server.api_routes import Key
+from idstitch.server.schemas import Person
 from idstitch.server.state import AppState
 from idstitch.store import reads
 from idstitch.store.connection import Connection
@@ -37,43 +35,7 @@ from idstitch.store.projects import SecretKey
 T = TypeVar("T")
 
 
-class _QueryRoute(APIRoute):
-    """Answers every invalid request with 400 and a list of (path, reason), not FastAPI's 422."""
-
-    def get_route_handler(self) -> Callable[[Request], Any]:
-        handler = super().get_route_handler()
-
-        async def run(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except RequestValidationError as error:
-                problems = [(error_path(_strip_source(e["loc"])), error_reason(e)) for e in error.errors()]
-                return _bad_request(problems)
-            except FilterError as error:
-                return _bad_request(error.problems)
-
-        return run
-
-
-def _strip_source(loc: tuple[Any, ...]) -> tuple[Any, ...]:
-    return loc[1:] if loc and loc[0] in ("body", "query", "path") else loc
-
-
-def _bad_request(problems: list[tuple[str, str]]) -> JSONResponse:
-    return JSONResponse(
-        {
-            "detail": "; ".join(f"{path}: {reason}" for path, reason in problems),
-            "errors": [{"path": path, "reason": reason} for path, reason in problems],
-        },
-        status_code=400,
-    )
-
-
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "The request or its filter is invalid; `errors` lists each path and reason."},
-    401: {"description": "No valid secret key."},
-}
-router = APIRouter(prefix="/api", tags=["query"], route_class=_QueryRoute, responses=_ERRORS)
+router = APIRouter(prefix="/api", tags=["query"], route_class=ApiRoute, responses=API_ERRORS)
 
 
 def _state(request: Request) -> AppState:
@@ -121,15 +83,54 @@ def _page(page: reads.Page) -> dict[str, Any]:
 # -- persons ------------------------------------------------------------------------------------
 
 
+async def _persons(request: Request, key: SecretKey, query: schemas.PersonQuery) -> dict[str, Any]:
+    def run(conn: Connection, compiler: Compiler) -> reads.Page:
+        where = where_clause(compiler, PERSONS, query.filter, query.segment_id)
+        return people.persons_page(conn, key.project_id, where, query.limit, query.cursor)
+
+    return _page(await _query(request, key, run))
+
+
+def _person_owning(conn: Connection, project_id: int, distinct_id: str) -> dict[str, Any] | None:
+    person_id = reads.person_id_for_distinct_id(conn, project_id, distinct_id)
+    return reads.person(conn, project_id, person_id) if person_id else None
+
+
+def _filter_parameter(text: str | None) -> FilterNode | None:
+    return parse_filter(json_parameter(text, "filter")) if text is not None else None
+
+
+_FILTER_PARAMETER = "A filter document as JSON text (see POST /api/persons/query)."
+
+
+@router.get("/persons", response_model=Person | schemas.PersonPage)
+async def persons(
+    request: Request,
+    key: Key,
+    distinct_id: Annotated[str | None, Query(description="Return the one person owning this id.")] = None,
+    filter: Annotated[str | None, Query(description=_FILTER_PARAMETER)] = None,
+    segment_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: str | None = None,
+) -> Any:
+    """The person owning `distinct_id` (404 if none), or without it a page of the persons the
+    filter (and saved segment) keeps, newest first."""
+    if distinct_id is not None:
+        given = [name for name, value in (("filter", filter), ("segment_id", segment_id), ("cursor", cursor)) if value is not None]
+        if given:
+            raise FilterError([(name, "not used with `distinct_id`, which names one person") for name in given])
+        found = await _query(request, key, lambda conn, _: _person_owning(conn, key.project_id, distinct_id))
+        if found is None:
+            raise HTTPException(404, f"No person owns distinct id {distinct_id!r}")
+        return found
+    query = schemas.PersonQuery.model_construct(filter=_filter_parameter(filter), segment_id=segment_id, limit=limit, cursor=cursor)
+    return await _persons(request, key, query)
+
+
 @router.post("/persons/query", response_model=schemas.PersonPage)
 async def query_persons(request: Request, key: Key, body: schemas.PersonQuery) -> Any:
     """Persons the filter (and saved segment) keeps, newest first, paged."""
-
-    def run(conn: Connection, compiler: Compiler) -> reads.Page:
-        where = where_clause(compiler, PERSONS, body.filter, body.segment_id)
-        return people.persons_page(conn, key.project_id, where, body.limit, body.cursor)
-
-    return _page(await _query(request, key, run))
+    return await _persons(request, key, body)
 
 
 @router.get("/identity", response_model=schemas.IdentityLookup)
@@ -186,11 +187,7 @@ async def update_attributes(request: Request, key: Key, body: schemas.AttributeU
 
     result = await _write(request, apply)
 
-    def person(conn: Connection, _: Compiler) -> dict[str, Any] | None:
-        person_id = reads.person_id_for_distinct_id(conn, key.project_id, body.distinct_id)
-        return reads.person(conn, key.project_id, person_id) if person_id else None
-
-    found = await _query(request, key, person)
+    found = await _query(request, key, lambda conn, _: _person_owning(conn, key.project_id, body.distinct_id))
     if found is None:  # pragma: no cover - the write above just saw it
         raise HTTPException(404, f"No person owns distinct id {body.distinct_id!r}")
     return {
@@ -235,15 +232,8 @@ async def list_sessions(
 ) -> Any:
     """Sessions, newest first: person (with display name and avatar), distinct ids, first and last
     time, event count, entry URL, and the `identified` / `inferred` flags."""
-    node = None
-    if filter is not None:
-        try:
-            document = msgspec.json.decode(filter)
-        except msgspec.DecodeError as error:
-            raise FilterError([("filter", f"not JSON: {error}")]) from None
-        node = parse_filter(document)
     query = schemas.SessionQuery.model_construct(
-        filter=node, segment_id=segment_id, limit=limit, cursor=cursor, person_id=person_id,
+        filter=_filter_parameter(filter), segment_id=segment_id, limit=limit, cursor=cursor, person_id=person_id,
         distinct_id=distinct_id, after=after, before=before, identified=identified, inferred=inferred,
     )
     return await _sessions(request, key, query)
@@ -302,7 +292,7 @@ async def count(request: Request, key: Key, body: schemas.CountQuery) -> Any:
     spec = counts.CountSpec(
         measure=body.measure,
         events=tuple(body.events),
-        interval=body.interval,
+        interval=body.periods(),
         after=_moment(body.after, "after", now),
         before=_moment(body.before, "before", now),
         breakdown_attribute=body.breakdown.attribute if body.breakdown else None,
@@ -321,10 +311,12 @@ async def count(request: Request, key: Key, body: schemas.CountQuery) -> Any:
 # -- segments -----------------------------------------------------------------------------------
 
 
-@router.get("/segments", response_model=list[schemas.Segment])
-async def list_segments(request: Request, key: Key) -> Any:
-    """The project's saved segments, by name."""
-    return await _query(request, key, lambda conn, _: segments.list_segments(conn, key.project_id))
+@router.get("/segments", response_model=schemas.SegmentPage)
+async def list_segments(
+    request: Request, key: Key, limit: Annotated[int, Query(ge=1, le=1000)] = 100, cursor: str | None = None
+) -> Any:
+    """The project's saved segments, by name, paged."""
+    return _page(await _query(request, key, lambda conn, _: segments.segments_page(conn, key.project_id, limit, cursor)))
 
 
 @router.post("/segments", response_model=schemas.Segment, status_code=201)

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from idstitch.query.filters import Filter
+from idstitch.query.filters import Filter, check_key
 from idstitch.server.schemas import Person
 
 _FILTER_HELP = (
@@ -106,8 +106,8 @@ class Breakdown(BaseModel):
     def _exactly_one(self) -> Breakdown:
         if (self.attribute is None) == (self.property is None):
             raise ValueError("give exactly one of `attribute` or `property`")
-        if self.property is not None and ('"' in self.property or "\\" in self.property):
-            raise ValueError(f"property names with a double quote or a backslash are not supported: {self.property!r}")
+        if self.property is not None:
+            check_key("property", self.property)
         return self
 
 
@@ -119,13 +119,19 @@ class CountQuery(BaseModel):
         " new_persons: persons created in the period.",
     )
     events: list[str] = Field([], max_length=100, description="Only events with these names (all events when empty).")
-    interval: Literal["day", "week", "month"] | None = Field("day", description="Periods in UTC; null for totals only.")
+    interval: Literal["day", "week", "month", "total"] | None = Field(
+        "day", description="Periods in UTC; `total` (or null) for totals only, as the UI's \"in total\"."
+    )
     after: str | None = Field(None, description="From this time (inclusive). " + _TIME_HELP)
     before: str | None = Field(None, description="Until this time (exclusive). " + _TIME_HELP)
     breakdown: Breakdown | None = None
     breakdown_limit: int = Field(25, ge=1, le=1000, description="Keep the breakdown values with the largest totals.")
     filter: Filter | None = Field(None, description=_FILTER_HELP)
     segment_id: int | None = Field(None, ge=1, le=2**63 - 1)
+
+    def periods(self) -> Literal["day", "week", "month"] | None:
+        """The interval the counts are cut by: None for `total`."""
+        return None if self.interval == "total" else self.interval
 
 
 class CountSeries(BaseModel):
@@ -156,6 +162,11 @@ class Segment(BaseModel):
     description: str
     filter: dict[str, Any]
     created_at: str
+
+
+class SegmentPage(BaseModel):
+    results: list[Segment]
+    next: str | None = Field(description="Cursor for the next page, or null on the last page.")
 
 
 class IdentityLookup(BaseModel):

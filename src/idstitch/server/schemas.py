@@ -7,6 +7,16 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 
+class Problem(BaseModel):
+    path: str = Field(description="The wrong part: `body`, a parameter, or a path such as `filter.and[1].op`.")
+    reason: str
+
+
+class ApiError(BaseModel):
+    detail: str = Field(description="Every problem as `path: reason`, joined by `; `.")
+    errors: list[Problem]
+
+
 class Person(BaseModel):
     id: str = Field(description="Person id: UUIDv5 of `<project>:<first distinct id>`.")
     distinct_ids: list[str]
@@ -46,6 +56,11 @@ class Link(BaseModel):
     decision_row: str | None
     outcome: str = Field(description="created, attached, merged, already_linked, refused:<reason>, split, imported")
     created_at: str
+
+
+class LinkPage(BaseModel):
+    results: list[Link]
+    next: str | None = Field(description="Cursor for the next page, or null on the last page.")
 
 
 class StoredEvent(BaseModel):
@@ -104,6 +119,10 @@ class ProjectSettingsModel(BaseModel):
     pii_guard: bool
     max_user_ids: int | None
     allow_merge_over_ingest: bool
+    identify_without_anonymous_id: Literal["user_id", "plain_event"] = Field(
+        description="`user_id`: an identify naming no anonymous id names the event's distinct id as a user id;"
+        " `plain_event`: PostHog's rule, an ordinary event that applies its attributes and identifies nobody."
+    )
     illegal_ids: list[str]
     illegal_id_patterns: list[str]
     property_types: dict[str, str]
@@ -139,10 +158,16 @@ class ImportRequest(BaseModel):
     persons: list[ImportedPerson] = Field(max_length=10_000)
 
 
+class ImportWarning(BaseModel):
+    type: str
+    details: dict[str, Any]
+
+
 class ImportResult(BaseModel):
     index: int
     person_id: str | None = None
     error: str | None = None
+    warnings: list[ImportWarning] = Field([], description="What the import refused or altered (also in /api/warnings).")
 
 
 class ImportResponse(BaseModel):

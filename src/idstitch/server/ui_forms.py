@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl
 import msgspec
 
 from idstitch.query.filters import FilterError, FilterNode, parse_filter
+from idstitch.server.json_input import JsonInputError, decode_json
 from idstitch.settings import ProjectSettings
 
 MAX_FORM_BYTES = 256 * 1024
@@ -82,8 +83,8 @@ def read_value(text: str) -> Any:
     if not stripped:
         return ""
     try:
-        value = msgspec.json.decode(stripped)
-    except msgspec.DecodeError:
+        value = decode_json(stripped)
+    except JsonInputError:
         return text
     return value if value is None or isinstance(value, (str, int, float, bool)) else text
 
@@ -181,9 +182,9 @@ def parse_filter_text(text: str) -> tuple[dict[str, Any] | None, FilterNode | No
     if not text.strip():
         return None, None
     try:
-        document = msgspec.json.decode(text)
-    except msgspec.DecodeError as error:
-        raise FilterError([("filter", f"not JSON: {error}")]) from None
+        document = decode_json(text)
+    except JsonInputError as error:
+        raise FilterError([("filter", str(error))]) from None
     return document, parse_filter(document)
 
 
@@ -223,6 +224,7 @@ def settings_changes(form: Form, current: ProjectSettings) -> dict[str, Any]:
     """
     wanted: dict[str, Any] = {
         "person_profiles": form.get("person_profiles", current.person_profiles),
+        "identify_without_anonymous_id": form.get("identify_without_anonymous_id", current.identify_without_anonymous_id),
         "attributes_enabled": form.has("attributes_enabled"),
         "pii_guard": form.has("pii_guard"),
         "allow_merge_over_ingest": form.has("allow_merge_over_ingest"),

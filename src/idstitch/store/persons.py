@@ -257,7 +257,7 @@ def insert_dead_letter(
 ) -> None:
     conn.execute(
         "INSERT INTO dead_letters (project_id, reason, payload, received_at) VALUES (?, ?, ?, ?)",
-        (project_id, reason, payload if isinstance(payload, str) else encode_json(payload), format_time(received_at)),
+        (project_id, reason, encode_json(payload), format_time(received_at)),
     )
 
 

@@ -362,10 +362,6 @@ def _warning(row: Row) -> dict[str, Any]:
     }
 
 
-def _dead_letter(row: Row) -> dict[str, Any]:
-    return {"id": row["id"], "reason": row["reason"], "payload": _decode(row["payload"]), "received_at": row["received_at"]}
-
-
 def lookup(conn: Connection, project_id: int, selector: Selector) -> dict[str, Any]:
     """Every person the selector names, with all its ids, attributes, sessions, events, links,
     and the warnings and dead letters that mention it; events of named ids that no person owns
@@ -387,7 +383,7 @@ def lookup(conn: Connection, project_id: int, selector: Selector) -> dict[str, A
                 "links": reads.links(conn, project_id, person_id),
                 "warnings": [_warning(r) for r in _rows(conn, "warnings", _ids_mentioning(conn, "warnings", project_id, needles))],
                 "dead_letters": [
-                    _dead_letter(r)
+                    reads.dead_letter(r)
                     for r in _rows(conn, "dead_letters", _ids_mentioning(conn, "dead_letters", project_id, needles))
                 ],
             }
@@ -403,7 +399,7 @@ def lookup(conn: Connection, project_id: int, selector: Selector) -> dict[str, A
             _warning(r) for r in _rows(conn, "warnings", _ids_mentioning(conn, "warnings", project_id, loose_needles))
         ],
         "unattributed_dead_letters": [
-            _dead_letter(r)
+            reads.dead_letter(r)
             for r in _rows(conn, "dead_letters", _ids_mentioning(conn, "dead_letters", project_id, loose_needles))
         ],
     }

@@ -133,22 +133,6 @@ def _persons_from_rows(conn: Connection, rows: list[Row]) -> list[dict[str, Any]
     return out
 
 
-def persons_page(conn: Connection, project_id: int, limit: int, cursor: str | None) -> Page:
-    """Persons, newest first."""
-    sql = "SELECT id, created_at, is_identified FROM persons WHERE project_id = ?"
-    params: list[Any] = [project_id]
-    if cursor:
-        created_at, person_id = decode_cursor(cursor, 2, (str, str))
-        sql += " AND (created_at, id) < (?, ?)"
-        params += [created_at, person_id]
-    sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
-    rows = conn.execute(sql, (*params, limit + 1)).fetchall()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = encode_cursor(rows[-1][1], rows[-1][0]) if more else None
-    return Page(_persons_from_rows(conn, rows), next_cursor)
-
-
 def attributes(conn: Connection, person_id: str) -> list[dict[str, Any]]:
     """Each present attribute with its type, when it was set, by which operation and event."""
     if not free_of_nul(person_id):
@@ -173,17 +157,33 @@ def attributes(conn: Connection, person_id: str) -> list[dict[str, Any]]:
 
 def links(conn: Connection, project_id: int, person_id: str) -> list[dict[str, Any]]:
     """Every link-log entry that names one of the person's ids or the person itself, oldest first."""
+    return [_link(row) for row in _link_rows(conn, project_id, person_id, 0, None)]
+
+
+def links_page(conn: Connection, project_id: int, person_id: str, limit: int, cursor: str | None) -> Page:
+    """The person's link-log entries, oldest first, a page at a time."""
+    (after,) = decode_cursor(cursor, 1, (int,)) if cursor else (0,)
+    rows = _link_rows(conn, project_id, person_id, after, limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page([_link(row) for row in rows], encode_cursor(rows[-1]["id"]) if more else None)
+
+
+def _link_rows(conn: Connection, project_id: int, person_id: str, after_id: int, limit: int | None) -> list[Row]:
     if not free_of_nul(person_id):
         return []
     ids = [r[0] for r in conn.execute("SELECT distinct_id FROM distinct_ids WHERE person_id = ?", (person_id,))]
     marks = ",".join("?" * len(ids)) or "NULL"
-    rows = conn.execute(
-        "SELECT * FROM links WHERE project_id = ? AND ("
+    sql = (
+        "SELECT * FROM links WHERE project_id = ? AND id > ? AND ("
         f" target_distinct_id IN ({marks}) OR source_distinct_id IN ({marks})"
-        " OR target_person_id = ? OR source_person_id = ?) ORDER BY id",
-        (project_id, *ids, *ids, person_id, person_id),
+        " OR target_person_id = ? OR source_person_id = ?) ORDER BY id"
     )
-    return [_link(row) for row in rows]
+    params: list[Any] = [project_id, after_id, *ids, *ids, person_id, person_id]
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(limit)
+    return conn.execute(sql, params).fetchall()
 
 
 def _link(row: Row) -> dict[str, Any]:
@@ -284,11 +284,16 @@ def dead_letters_page(conn: Connection, project_id: int, limit: int, cursor: str
     rows = conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*params, limit + 1)).fetchall()
     more = len(rows) > limit
     rows = rows[:limit]
-    results = [
-        {"id": r["id"], "reason": r["reason"], "payload": _decode(r["payload"]), "received_at": r["received_at"]}
-        for r in rows
-    ]
-    return Page(results, encode_cursor(rows[-1]["id"]) if more else None)
+    return Page([dead_letter(r) for r in rows], encode_cursor(rows[-1]["id"]) if more else None)
+
+
+def dead_letter(row: Row) -> dict[str, Any]:
+    """A dead letter with its payload as it was received."""
+    try:
+        payload = _decode(row["payload"])
+    except msgspec.DecodeError:  # earlier versions stored a bare-string payload as that text
+        payload = row["payload"]
+    return {"id": row["id"], "reason": row["reason"], "payload": payload, "received_at": row["received_at"]}
 
 
 def export_persons(conn: Connection, project_id: int, batch: int = 500) -> Iterator[dict[str, Any]]:

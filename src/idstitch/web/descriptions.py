@@ -17,7 +17,7 @@ WARNING_TYPES: dict[str, str] = {
     WarningType.IDENTITY_ON_PERSONLESS_EVENT: "An identify or alias was marked $process_person_profile: false; it was dead-lettered.",
     WarningType.PROPERTY_TYPE_MISMATCH: "A value did not match its key's declared type and was dropped.",
     WarningType.PII_OUTSIDE_EMAIL: "An email address under a key other than email was dropped.",
-    WarningType.PII_ON_ANONYMOUS: "An email for a visitor with no user id was dropped.",
+    WarningType.PII_ON_ANONYMOUS: "An email for a person not identified was dropped.",
     WarningType.ATTRIBUTES_DISABLED: "Attribute operations arrived while attributes are switched off.",
     WarningType.PROPERTY_LIMIT_EXCEEDED: "A key, a value or a person's attributes went over a limit; the operation was dropped.",
     WarningType.INVALID_OPERATION: "add on a non-number, or a list operation on a non-list.",
