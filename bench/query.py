@@ -297,9 +297,8 @@ def bulk_load(path: Path, events: int, seed: int) -> int:
                 auto = automatic_ops(lifted_properties(event.properties, event.name), event.ops, person.attributes)
                 if auto:
                     apply_operations(person.attributes, auto, context, policy)
-                explicit = explicit_ops(event.ops)
-                if explicit:
-                    warnings += apply_operations(person.attributes, explicit, context, policy)[1]
+                if event.ops:
+                    warnings += apply_operations(person.attributes, explicit_ops(event.ops), context, policy).warnings
             persons += alive.values()
         store.insert_events(kept)
         store.save_persons([person.row for person in persons], new=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import settings
 
 from idstitch.server.app import create_app
 from idstitch.server.state import ServerConfig
@@ -21,6 +22,17 @@ SECRET_KEY = "sk_test_secret"
 
 
 STORES = ("sqlite", "postgres")
+
+
+def running_in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+# Hypothesis budgets for the fuzz properties (tests/security): "dev" keeps a local run short;
+# "ci", chosen when CI is set, runs a few hundred examples of each. HYPOTHESIS_PROFILE picks one.
+settings.register_profile("dev", max_examples=40)
+settings.register_profile("ci", max_examples=300, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if running_in_ci() else "dev"))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -96,10 +108,6 @@ def api(client: TestClient) -> httpx.Client:
     """The same app, holding the secret key."""
     client.headers["Authorization"] = f"Bearer {SECRET_KEY}"
     return client
-
-
-def running_in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from idstitch.outcomes import WarningRecord, WarningType
 
@@ -151,6 +151,19 @@ class AttributeOps:
                 out[name] = list(part) if name == "unset" else dict(part)
         return out
 
+    def without(self, refused: builtins.set[tuple[str, str]]) -> AttributeOps:
+        """These operations less the refused (operation, key) pairs."""
+        if not refused:
+            return self
+
+        def kept(name: str) -> dict[str, Any]:
+            return {k: v for k, v in getattr(self, name).items() if (name, k) not in refused}
+
+        return AttributeOps(
+            set_once=kept("set_once"), set=kept("set"), unset=tuple(k for k in self.unset if ("unset", k) not in refused),
+            add=kept("add"), append=kept("append"), union=kept("union"), remove=kept("remove"),
+        )
+
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> AttributeOps:
         return cls(
@@ -228,32 +241,41 @@ class OperationContext:
     person_is_identified: bool
 
 
+class Applied(NamedTuple):
+    """What applying one event's operations did."""
+
+    changed: set[str]  # keys whose stored state changed
+    warnings: list[WarningRecord]  # what was refused, and why
+    # The operations less the refused ones: what the event keeps (a refused value is not stored,
+    # and a split re-deriving the person from its events cannot accept it later).
+    kept: AttributeOps
+
+
 def apply_operations(
     attributes: PersonAttributes,
     ops: AttributeOps,
     context: OperationContext,
     policy: AttributePolicy,
-) -> tuple[set[str], list[WarningRecord]]:
-    """Apply one event's operations to a person's attributes in place.
-
-    Returns the keys whose stored state changed and the warnings for what was refused.
-    """
+) -> Applied:
+    """Apply one event's operations to a person's attributes in place."""
     warnings: list[WarningRecord] = []
     if not ops:
-        return set(), warnings
+        return Applied(set(), warnings, ops)
     if not policy.enabled:
         warnings.append(_warning(WarningType.ATTRIBUTES_DISABLED, context, keys=sorted(ops.keys())))
-        return set(), warnings
+        return Applied(set(), warnings, NO_OPS)
 
     changed: set[str] = set()
+    refused: set[tuple[str, str]] = set()
     items = attributes.items
     timestamp = context.time.timestamp()
 
-    def admit(key: str, value: Any, check_value: bool = True) -> bool:
+    def admit(operation: str, key: str, value: Any, check_value: bool = True) -> bool:
         reason = _refusal(key, value, context, policy, check_value)
         if reason is None:
             return True
         warnings.append(reason)
+        refused.add((operation, key))
         return False
 
     def loses(key: str, kind: OpKind) -> bool:
@@ -265,25 +287,27 @@ def apply_operations(
         # the §4 order (set, then unset, then add/append/union/remove); a repeated set_once does not.
         return rank < current.rank or (rank == current.rank and kind is OpKind.SET_ONCE)
 
-    def stamp(key: str, candidate: Attribute) -> None:
+    def stamp(operation: str, key: str, candidate: Attribute) -> None:
         current = items.get(key)
         if candidate.is_present and (current is None or not current.is_present):
             if attributes.present_keys >= policy.max_keys:
                 warnings.append(_limit(context, key, "max_keys", policy.max_keys))
+                refused.add((operation, key))
                 return
         growth = encoded_size(key, candidate.value) if candidate.is_present else 0
         if current is not None and current.is_present:
             growth -= encoded_size(key, current.value)
         if growth > 0 and attributes.total_bytes + growth > policy.max_total_bytes:
             warnings.append(_limit(context, key, "max_total_bytes", policy.max_total_bytes))
+            refused.add((operation, key))
             return
         attributes.put(key, candidate)
         changed.add(key)
 
     def decide(key: str, value: Any, kind: OpKind) -> None:
         # The rank is checked first: most first-touch set_onces lose, and need no other check.
-        if not loses(key, kind) and admit(key, value, kind is not OpKind.UNSET):
-            stamp(key, Attribute(value, kind, context.time, context.seq, context.event_uuid))
+        if not loses(key, kind) and admit(kind.value, key, value, kind is not OpKind.UNSET):
+            stamp(kind.value, key, Attribute(value, kind, context.time, context.seq, context.event_uuid))
 
     for key, value in ops.set_once.items():
         decide(key, value, OpKind.SET_ONCE)
@@ -308,15 +332,16 @@ def apply_operations(
                 warnings.append(
                     _warning(WarningType.INVALID_OPERATION, context, key=key, operation=operation, message=result)
                 )
+                refused.add((operation, key))
                 continue
             (value,) = result
-            if admit(key, value):
+            if admit(operation, key, value):
                 # Changes commute: an older one arriving late still counts, and the key keeps the
                 # newer of the two times, so a set older than both still loses.
                 newer = current is None or not loses(key, OpKind.UPDATE)
                 when, seq = (context.time, context.seq) if newer else (current.time, current.seq)  # type: ignore[union-attr]
-                stamp(key, Attribute(value, OpKind.UPDATE, when, seq, context.event_uuid))
-    return changed, warnings
+                stamp(operation, key, Attribute(value, OpKind.UPDATE, when, seq, context.event_uuid))
+    return Applied(changed, warnings, ops.without(refused))
 
 
 def _transform(operation: str, existing: Any, operand: Any) -> tuple[Any] | str:

@@ -18,7 +18,7 @@ import msgspec
 from idstitch import __version__
 from idstitch.clock import parse_time, utc_now
 from idstitch.commands import Actor, ImportPerson
-from idstitch.errors import IdstitchError
+from idstitch.errors import IdstitchError, StoreUnavailable
 from idstitch.ingest.pipeline import Writer, apply_imports
 from idstitch.server.state import ServerConfig
 from idstitch.settings import SERVER_SETTINGS, Setting
@@ -45,7 +45,18 @@ def _option(name: str) -> Callable[[Any], Any]:
     )
 
 
-@click.group()
+class _Commands(click.Group):
+    """Every command: a store that cannot be written or read now (a full disk, a database that
+    is down) is a one-line error, not a traceback; nothing of the command was stored."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except StoreUnavailable as error:
+            raise click.ClickException(str(error)) from None
+
+
+@click.group(cls=_Commands)
 @click.version_option(package_name="idstitch")
 def cli() -> None:
     """idstitch: identity resolution and user attributes for product analytics."""
@@ -93,7 +104,10 @@ def serve(**values: Any) -> None:
     click.echo(f"  URL:          {url}")
     click.echo(f"  API docs:     {url}/docs  (OpenAPI: {url}/openapi.json)")
     click.echo(f"  ingest token: {default.project.ingest_token}")
-    if default.new_secret_key:
+    if default.given_key_revoked:
+        click.echo("  secret key:   the one given (IDSTITCH_SECRET_KEY / --secret-key) was revoked and is refused;"
+                   " mint another with `idstitch create-key`")
+    elif default.new_secret_key:
         click.echo(f"  secret key:   {default.new_secret_key}")
         click.echo("                (stored hashed: copy it now, it is not shown again)")
     else:
@@ -107,6 +121,20 @@ def serve(**values: Any) -> None:
         http=http_protocol(header_timeout=config.header_timeout, max_connections=connections),
         timeout_keep_alive=config.keep_alive_timeout, limit_concurrency=connections + 1,
     )
+
+
+@cli.command()
+@_option("data_dir")
+@_option("database")
+def status(data_dir: str, database: str | None) -> None:
+    """Show the store and its size on disk, its write-ahead log included (a server need not run).
+
+    Example: idstitch status --data-dir ./idstitch-data
+    """
+    store = _existing_store(data_dir, database)
+    click.echo(f"store: {store.description}")
+    for name, size in store.sizes().items():
+        click.echo(f"{name.removesuffix('_bytes')}: {'unknown' if size is None else f'{size:,} bytes'}")
 
 
 @cli.command("create-key")
@@ -250,8 +278,14 @@ def delete_person(
         ))
     except IdstitchError as error:
         raise click.ClickException(str(error)) from None
-    store.forget_erased()
-    click.echo(msgspec.json.encode({"erased": report.to_json(), "suppress": suppress}).decode())
+    pending = store.forget_erased(wait=30.0)
+    click.echo(msgspec.json.encode({"erased": report.to_json(), "suppress": suppress, "complete": pending is None,
+                                    "pending": pending, "remains": store.erasure_remains}).decode())
+    if pending:
+        raise click.ClickException(
+            f"the rows are erased but not yet their bytes: {pending}; the server's next erasure or its shutdown"
+            " finishes it"
+        )
 
 
 def _write_once(store: Store, fn: Callable[[Any], Any]) -> Any:

@@ -8,8 +8,8 @@ the batch is flushed. The store it is given implements `PersonStore`; the engine
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -47,6 +47,7 @@ from idstitch.identity import (
 from idstitch.ids import normalize_distinct_id, person_id_for
 from idstitch.outcomes import LinkOutcome, Rejection, WarningRecord, WarningType
 from idstitch.settings import ProjectSettings
+from idstitch.warning_digest import digest_warnings
 
 
 @dataclass(slots=True)
@@ -111,7 +112,8 @@ class PersonStore(Protocol):
     def insert_link(self, entry: LinkEntry) -> None: ...
     def insert_warnings(self, warnings: list[WarningRecord]) -> None: ...
     def insert_dead_letter(self, reason: str, payload: Any) -> None: ...
-    def audit(self, actor: str, action: str, details: dict[str, Any]) -> None: ...
+    def audit(self, actor: str, action: str, details: dict[str, Any], ids: Mapping[str, Any] | None = None) -> None:
+        """An audit entry; `ids` name persons and are stored as keyed hashes only."""
 
 
 @dataclass(slots=True)
@@ -266,17 +268,16 @@ class Batch:
             self.store.insert_events(self._events)
             self._events = []
         if self._warnings:
-            self.store.insert_warnings(self._warnings)
+            self.store.insert_warnings(digest_warnings(self._warnings))
             self._warnings = []
 
     # -- events ----------------------------------------------------------------------------
 
     def _track(self, event: Event, result: CommandResult) -> None:
         seq = self._store_event(event)
-        if not event.process_person:
-            return
-        person = self._person_for_event(event)
+        person = self._person_for_event(event) if event.process_person else None
         if person is None:
+            self._keep_ops(seq, NO_OPS)  # they change no person
             return
         result.person_id = person.row.person_id
         self._apply_ops(person, event, seq, result)
@@ -332,7 +333,7 @@ class Batch:
             if self._person_of(command.target) is None:
                 raise NotFound(f"No person owns distinct id {command.target!r}")
             self._link(LinkKind.MERGE, command.target, command.source, command.actor, None, result)
-            self.store.audit(str(command.actor), "merge", {"target": command.target, "source": command.source})
+            self.store.audit(str(command.actor), "merge", {}, ids={"target": command.target, "source": command.source})
             return
         self._link_event(LinkKind.MERGE, event, command.target, command.source, command.actor, result)
 
@@ -554,19 +555,26 @@ class Batch:
         auto = automatic_ops(lifted, event.ops, attributes)
         if auto and policy.enabled:
             # Automatic attributes are ours, not the sender's: never a warning of their own.
-            changed, _ = apply_operations(attributes, auto, context, policy)
-            person.dirty_keys |= changed
-        explicit = explicit_ops(event.ops)
-        if explicit:
-            changed, warnings = apply_operations(attributes, explicit, context, policy)
-            person.dirty_keys |= changed
-            result.warnings.extend(warnings)
+            person.dirty_keys |= apply_operations(attributes, auto, context, policy).changed
+        if event.ops:
+            applied = apply_operations(attributes, explicit_ops(event.ops), context, policy)
+            person.dirty_keys |= applied.changed
+            result.warnings.extend(applied.warnings)
+            self._keep_ops(seq, applied.kept)
 
     def _store_event(self, event: Event) -> int:
         seq = self.store.next_seq()
         self._events.append(StoredEvent(seq, event))
         self._seen_uuids.add(event.uuid)
         return seq
+
+    def _keep_ops(self, seq: int, kept: AttributeOps) -> None:
+        """Store the event just added with only these of its operations: a value refused, or
+        not applied to any person, is not kept (the warning names its key)."""
+        stored = self._events[-1]
+        assert stored.seq == seq, "operations are decided right after their event is added"
+        if stored.event.ops is not kept:
+            self._events[-1] = StoredEvent(seq, replace(stored.event, ops=kept))
 
     # -- admin -----------------------------------------------------------------------------
 
@@ -612,7 +620,7 @@ class Batch:
                     LinkKind.SPLIT, command.actor, distinct_id, None, None, LinkOutcome.SPLIT, None, None,
                     target_person_id=person_id, source_person_id=command.person_id,
                 )
-        self.store.audit(str(command.actor), "split", {"person_id": command.person_id, "groups": groups})
+        self.store.audit(str(command.actor), "split", {}, ids={"person_id": command.person_id, "groups": groups})
 
     def _rederive(self, distinct_ids: list[str], has_user_id: bool) -> tuple[PersonAttributes, datetime | None]:
         if self._events:

@@ -6,7 +6,8 @@
      ├── NotFound              a person, project or key does not exist (404)
      ├── Conflict              the request contradicts stored state (409)
      ├── StoreInUse            another server process already serves the SQLite file
-     ├── StoreUnavailable      the database cannot be reached or is restarting (503)
+     ├── StoreUnavailable      the database cannot take writes now: unreachable, restarting (503)
+     │    └── StoreFull        its disk is full (507)
      └── QueriesBusy           every query slot is taken and the queue is full (503)
 """
 
@@ -36,7 +37,12 @@ class StoreInUse(IdstitchError):
 
 
 class StoreUnavailable(IdstitchError):
-    """The database cannot be reached, or is restarting; the request may be sent again."""
+    """The database cannot be reached, is restarting, or cannot write; nothing of the request
+    was stored and it may be sent again."""
+
+
+class StoreFull(StoreUnavailable):
+    """The database's disk (or its file size limit) is full; writes work again once space is freed."""
 
 
 class QueriesBusy(IdstitchError):

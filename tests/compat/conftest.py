@@ -23,6 +23,7 @@ import uvicorn
 
 from idstitch.server.app import create_app
 from idstitch.server.state import ServerConfig
+from tests.chromium import chromium_browser
 
 INGEST_TOKEN = "phc_compat_token"
 SECRET_KEY = "sk_compat_secret"
@@ -166,30 +167,7 @@ def page_server() -> Iterator[PageServer]:
         thread.join(timeout=START_TIMEOUT)
 
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Debian's Chromium driven by Playwright; Playwright never downloads a browser of its own.
-
-    Module-scoped: Playwright's sync API keeps an event loop on the main thread while it runs.
-    """
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/test-deps (or `make test`)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with chromium_browser() as browser:
+        yield browser

@@ -18,6 +18,7 @@ from idstitch.attributes import AttributeOps
 from idstitch.commands import INGEST, Actor, Alias, Command, Event, Identify, ImportPerson, Merge, Split, Track
 from idstitch.engine import Batch, CommandResult
 from idstitch.settings import DEFAULT_PROJECT_SETTINGS, ProjectSettings
+from idstitch.store.projects import create_project
 from idstitch.store.transactions import WriteSession, claims_for
 
 PROJECT_ID = 1
@@ -108,6 +109,9 @@ class Engine:
         self.session = session
         self.conn = session.conn
         self.settings = settings
+        # The project row (and with it the privacy key that audit entries hash ids with).
+        if self.conn.execute("SELECT 1 FROM projects WHERE id = ?", (PROJECT_ID,)).fetchone() is None:
+            self.run(lambda _: create_project(self.conn, "core tests", RECEIVED_AT))
 
     def close(self) -> None:
         self.session.close()

@@ -41,7 +41,7 @@ class Person:
         if "unset" in ops:
             ops["unset"] = tuple(ops["unset"])
         context = OperationContext(at(minute), self.arrivals, uuid, "anon-1", self.has_user_id)
-        _, warnings = apply_operations(self.attributes, AttributeOps(**ops), context, self.policy)
+        warnings = apply_operations(self.attributes, AttributeOps(**ops), context, self.policy).warnings
         return warnings
 
     def values(self) -> dict[str, Any]:

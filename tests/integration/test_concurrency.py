@@ -33,6 +33,7 @@ from fastapi.testclient import TestClient
 
 from idstitch.server.app import create_app
 from idstitch.server.state import ServerConfig
+from idstitch.store.keyed_hashes import hashed_ids
 from tests.integration.conftest import INGEST_TOKEN, SECRET_KEY, ServerProcess
 from tests.postgres_server import PostgresServer
 
@@ -187,6 +188,8 @@ def commit_order(dsn: str, requests: list[Request]) -> list[Request]:
         admin_rows = conn.execute(
             "SELECT action, details, pg_xact_commit_timestamp(xmin) FROM audit_log WHERE action IN ('merge', 'split')"
         ).fetchall()
+        # Audit entries name persons by keyed hashes only.
+        key = bytes.fromhex(conn.execute("SELECT hmac_key FROM privacy_keys ORDER BY project_id LIMIT 1").fetchone()[0])
     ingest = [r for r in requests if not r.admin and r.uuids]
     keyed = sorted(ingest, key=lambda r: min(stored[u][0] for u in r.uuids))
     admin_commits: list[tuple[datetime, Request]] = []
@@ -195,10 +198,13 @@ def commit_order(dsn: str, requests: list[Request]) -> list[Request]:
         details = json.loads(details) if isinstance(details, str) else details
         for request in remaining:
             if action == "merge" and request.path.endswith("/merge") and details == {
-                "target": request.body["target_distinct_id"], "source": request.body["source_distinct_id"]
+                "target": hashed_ids(key, request.body["target_distinct_id"]),
+                "source": hashed_ids(key, request.body["source_distinct_id"]),
             }:
                 break
-            if action == "split" and request.path.endswith("/split") and details["person_id"] in request.path:
+            if action == "split" and request.path.endswith("/split") and (
+                details["person_id"] == hashed_ids(key, request.path.split("/")[-2])
+            ):
                 break
         else:
             raise AssertionError(f"audit entry {action} {details} matches no request")

@@ -139,3 +139,33 @@ def test_servers_ride_out_a_killed_server_and_a_database_restart(database: Postg
     assert (total, distinct, uuid_rows) == (len(sent), len(sent), len(sent))
     assert persons == (VISITORS, VISITORS)
     assert all(owners[f"anon-{v}"] == owners[f"user-{v}"] for v in range(VISITORS))
+
+
+def test_a_database_that_cannot_write_gets_503_then_recovers(database: PostgresServer, tmp_path: Path) -> None:
+    """PostgreSQL turned read-only under a running server (as a standby is after a failover, or
+    `default_transaction_read_only`): ingest answers 503 with Retry-After, stores nothing, and
+    takes writes again by itself once the database does."""
+    dsn = database.create_database("idstitch")
+    server = ServerProcess(data_dir=tmp_path / "server", log_dir=tmp_path, database_url=dsn)
+    server.start()
+    try:
+        work = batches(seed=7)
+        with httpx.Client(base_url=server.base_url, timeout=15.0) as http:
+            assert http.post("/batch/", json=work[0]).status_code == 200
+            with psycopg.connect(database.dsn_for("postgres"), autocommit=True) as admin:
+                admin.execute("ALTER SYSTEM SET default_transaction_read_only = on")
+                admin.execute("SELECT pg_reload_conf()")
+                time.sleep(0.5)  # every backend reads the new setting
+                refused = http.post("/batch/", json=work[1])
+                assert refused.status_code == 503, refused.text
+                assert refused.headers["Retry-After"]
+                assert "cannot write" in refused.json()["detail"]
+                admin.execute("ALTER SYSTEM RESET default_transaction_read_only")
+                admin.execute("SELECT pg_reload_conf()")
+            assert send_until_acknowledged([server.base_url], work[2], 0) < 100
+    finally:
+        server.stop()
+    uuids = [e["uuid"] for body in work[:3] for e in body["batch"]]
+    with psycopg.connect(dsn) as conn:
+        stored = {row[0] for row in conn.execute("SELECT uuid FROM events WHERE uuid = ANY(%s)", (uuids,))}
+    assert stored == {e["uuid"] for i in (0, 2) for e in work[i]["batch"]}

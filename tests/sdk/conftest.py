@@ -28,14 +28,13 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from tests.chromium import chromium_browser
+
 ROOT = Path(__file__).resolve().parents[2]
 SNIPPET = ROOT / "sdk" / "js" / "snippet.html"
 BUILT_SDK = ROOT / "src" / "idstitch" / "web" / "static" / "idstitch.js"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run", "--host-resolver-rules=MAP *.idstitch.test 127.0.0.1",
-]
+# The test sites' hostnames (site-a.idstitch.test ...) all resolve to the loopback.
+HOST_RULES = "--host-resolver-rules=MAP *.idstitch.test 127.0.0.1"
 
 INGEST_TOKEN = "phc_sdk_token"
 SECRET_KEY = "sk_sdk_secret"
@@ -234,13 +233,5 @@ def site() -> Iterator[Site]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: `make test` installs it (scripts/test-deps)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium_browser([HOST_RULES]) as chromium:
+        yield chromium

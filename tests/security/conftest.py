@@ -3,8 +3,9 @@ the rate limits off so that only the input decides the answer.
 
 A module marked `both_stores` gets one such app on SQLite and one on PostgreSQL (`fuzz_store`).
 
-The fuzz budget is bounded for CI: `IDSTITCH_FUZZ_EXAMPLES` (default 40 per property) scales it
-for a longer local run, e.g. `IDSTITCH_FUZZ_EXAMPLES=2000 .venv/bin/python -m pytest tests/security`.
+The fuzz budget per property is the Hypothesis profile's (tests/conftest.py: 40 locally, 300
+when CI is set); `IDSTITCH_FUZZ_EXAMPLES` overrides it for a longer run, e.g.
+`IDSTITCH_FUZZ_EXAMPLES=2000 .venv/bin/python -m pytest tests/security`.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from idstitch.server.app import create_app
 from idstitch.server.state import ServerConfig
 from tests.conftest import INGEST_TOKEN, SECRET_KEY, STORES, _drop_quietly
 from tests.postgres_server import PostgresServer
+from tests.store_contents import TableDigest, table_digests
 
-FUZZ_EXAMPLES = int(os.environ.get("IDSTITCH_FUZZ_EXAMPLES", "40"))
+FUZZ_EXAMPLES = int(os.environ.get("IDSTITCH_FUZZ_EXAMPLES") or settings.default.max_examples)
 fuzz_settings = settings(
     max_examples=FUZZ_EXAMPLES,
     deadline=None,
@@ -66,6 +68,15 @@ def fuzz_client(tmp_path_factory: pytest.TempPathFactory, fuzz_store: str | None
     with TestClient(create_app(config), raise_server_exceptions=False) as client:
         client.config = config  # type: ignore[attr-defined]
         yield client
+
+
+def store_contents(client: TestClient) -> dict[str, TableDigest]:
+    """A digest of every table of the fuzz app's store (tests/store_contents.py)."""
+    conn = client.config.store().connect(read_only=True)  # type: ignore[attr-defined]
+    try:
+        return table_digests(conn)
+    finally:
+        conn.close()
 
 
 def stored_uuids(config: ServerConfig, uuids: list[str]) -> set[str]:

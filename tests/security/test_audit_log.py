@@ -65,3 +65,22 @@ def test_the_database_refuses_to_edit_or_remove_an_audit_entry(api, config):
         conn.close()
     [entry] = api.get("/api/audit-log").json()["results"]
     assert entry["details"] == {"changes": "hmac-sha256:00", "redacted": True}
+
+
+def test_no_audit_entry_names_a_person_in_clear_text(api):
+    # README: audit entries name a person only by a keyed hash, never by id or email.
+    send(api, "identify", user_id="user-audit-1", anonymous_id="cookie-audit-1")
+    send(api, "track", distinct_id="cookie-audit-2", event="x")
+    api.post("/api/persons/merge", json={"target_distinct_id": "user-audit-1", "source_distinct_id": "cookie-audit-2"})
+    person_id = api.get("/api/persons", params={"distinct_id": "user-audit-1"}).json()["id"]
+    api.post("/api/persons/attributes", json={"distinct_id": "cookie-audit-1", "set": {"plan": "pro"}})
+    api.post(f"/api/persons/{person_id}/split", json={"distinct_ids": ["cookie-audit-2"]})
+    api.get("/api/privacy/persons", params={"distinct_id": "cookie-audit-2"})
+
+    entries = api.get("/api/audit-log").json()["results"]
+
+    assert [e["action"] for e in entries] == ["lookup", "split", "set_attributes", "merge"]
+    text = str(entries)
+    assert [n for n in ("user-audit-1", "cookie-audit-1", "cookie-audit-2", person_id) if n in text] == []
+    merge = entries[-1]["details"]
+    assert merge["target"].startswith("hmac-sha256:") and merge["source"].startswith("hmac-sha256:")

@@ -141,49 +141,79 @@ segment_messages = st.fixed_dictionaries({}, optional={
 })
 
 
-def assert_accepted_events_are_stored(client, response, sent: list) -> None:
-    """A 200 means every event without a per-event error is stored (given a uuid to find it by)."""
-    assert response.status_code in (200, 400, 413), response.text[:500]
+def with_uuids(messages: list, key: str) -> list:
+    """The messages, each object without an id given a fresh one to find it by."""
+    return [{**m, key: str(uuid.uuid4())} if isinstance(m, dict) and key not in m else m for m in messages]
+
+
+def post_and_check_what_is_stored(client, path: str, headers: dict, envelope: dict, key: str) -> None:
+    """A 200 means every message without a per-message error is stored, and nothing more.
+
+    PostHog's and Segment's answers list only the errors: each other message is stored under the
+    id it was sent with, or (sent with a null id) under one the server made; so the events table
+    grows by exactly the messages accepted whose id it did not hold yet.
+    """
+    sent = envelope["batch"]
+    ids = list({m[key] for m in sent if isinstance(m, dict) and isinstance(m.get(key), str) and m[key]})
+    held_before = stored_uuids(client.config, ids) if ids else set()
+    events_before = event_count(client)
+    response = client.post(path, content=json.dumps(envelope).encode(), headers=headers)
+    assert response.status_code in (200, 400, 401, 413), response.text[:500]
     if response.status_code != 200:
+        assert event_count(client) == events_before, "a refused request stored events"
         return
-    body = response.json()
-    errors = {e["index"] for e in body.get("errors", [])} | {
-        r["index"] for r in body.get("results", []) if r.get("status") == "rejected"
-    }
-    kept = [
-        e["uuid"] for i, e in enumerate(sent)
-        if i not in errors and isinstance(e, dict) and isinstance(e.get("uuid"), str) and e["uuid"]
-    ]
-    if kept:
-        assert stored_uuids(client.config, kept) == set(kept)
+    errors = {e["index"] for e in response.json().get("errors", [])}
+    accepted = [m for i, m in enumerate(sent) if i not in errors]
+    assert all(isinstance(m, dict) and (m.get(key) is None or isinstance(m[key], str)) for m in accepted), (
+        "a message that cannot be stored was accepted without an error", response.json())
+    named = {m[key] for m in accepted if m.get(key) is not None}
+    server_named = sum(1 for m in accepted if m.get(key) is None)
+    assert stored_uuids(client.config, list(named)) == named if named else True
+    assert event_count(client) - events_before == len(named - held_before) + server_named, response.json()
+
+
+def event_count(client) -> int:
+    conn = client.config.store().connect(read_only=True)
+    try:
+        return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
+    finally:
+        conn.close()
 
 
 @fuzz_settings
 @given(events=st.lists(posthog_events, max_size=6), sent_at=st.none() | times)
 def test_posthog_batches_of_generated_events(fuzz_client, events, sent_at):
-    events = [{**e, "uuid": str(uuid.uuid4())} if "uuid" not in e else e for e in events]
-    envelope = {"api_key": INGEST_TOKEN, "batch": events}
+    envelope = {"api_key": INGEST_TOKEN, "batch": with_uuids(events, "uuid")}
     if sent_at is not None:
         envelope["sent_at"] = sent_at
-    response = fuzz_client.post("/batch/", content=json.dumps(envelope).encode())
-    assert_accepted_events_are_stored(fuzz_client, response, events)
+    post_and_check_what_is_stored(fuzz_client, "/batch/", {}, envelope, "uuid")
 
 
 @fuzz_settings
 @given(messages=st.lists(native_messages, max_size=6), sent_at=st.none() | times)
 def test_native_batches_of_generated_messages(fuzz_client, messages, sent_at):
-    messages = [{**m, "uuid": str(uuid.uuid4())} if "uuid" not in m else m for m in messages]
-    envelope = {"batch": messages, **({"sent_at": sent_at} if sent_at is not None else {})}
+    # The native answer names each message's outcome and uuid: every one not rejected is stored.
+    envelope = {"batch": with_uuids(messages, "uuid"), **({"sent_at": sent_at} if sent_at is not None else {})}
+    events_before = event_count(fuzz_client)
     response = fuzz_client.post("/ingest/batch", content=json.dumps(envelope).encode(), headers=NATIVE)
-    assert_accepted_events_are_stored(fuzz_client, response, messages)
+    assert response.status_code in (200, 400, 413), response.text[:500]
+    if response.status_code != 200:
+        assert event_count(fuzz_client) == events_before, "a refused request stored events"
+        return
+    body = response.json()
+    results = body["results"]
+    assert [r["index"] for r in results] == list(range(len(messages)))
+    assert all(r["status"] in ("accepted", "duplicate", "rejected") for r in results)
+    kept = {r["uuid"] for r in results if r["status"] in ("accepted", "duplicate")}
+    assert stored_uuids(fuzz_client.config, list(kept)) == kept if kept else True
+    assert event_count(fuzz_client) - events_before == body["accepted"], body
 
 
 @fuzz_settings
 @given(messages=st.lists(segment_messages, max_size=6), envelope=st.dictionaries(st.sampled_from(["sentAt", "context", "writeKey"]), json_values))
 def test_segment_batches_of_generated_messages(fuzz_client, messages, envelope):
-    body = json.dumps({**envelope, "batch": messages}).encode()
-    response = fuzz_client.post("/v1/batch", content=body, headers=SEGMENT)
-    assert response.status_code in (200, 400, 401, 413), response.text[:500]
+    body = {**envelope, "batch": with_uuids(messages, "messageId")}
+    post_and_check_what_is_stored(fuzz_client, "/v1/batch", SEGMENT, body, "messageId")
 
 
 @fuzz_settings

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from fastapi.testclient import TestClient
 
+from idstitch.server.app import create_app
 from tests.conftest import INGEST_TOKEN, SECRET_KEY
 from tests.privacy.conftest import read_rows
 
@@ -54,3 +56,15 @@ def test_the_ingest_token_cannot_manage_keys(client):
                          ("GET", "/api/audit-log"), ("POST", "/api/privacy/delete"), ("GET", "/api/privacy/export")]:
         response = client.request(method, path, headers=bearer(INGEST_TOKEN), json={"distinct_id": "x"})
         assert response.status_code == 401, (method, path)
+
+
+def test_a_revoked_key_from_the_environment_stays_revoked_after_a_restart(config):
+    # IDSTITCH_SECRET_KEY is given again at every start: that must not undo its revocation.
+    with TestClient(create_app(config)) as first:
+        spare = first.post("/api/keys", json={"label": "spare"}, headers=bearer(SECRET_KEY)).json()
+        assert first.delete("/api/keys/1", headers=bearer(spare["secret"])).status_code == 200
+
+    with TestClient(create_app(config)) as restarted:
+        assert restarted.get("/api/keys", headers=bearer(SECRET_KEY)).status_code == 401
+        keys = restarted.get("/api/keys", headers=bearer(spare["secret"])).json()
+        assert [(k["label"], k["revoked_at"] is not None) for k in keys] == [("from environment", True), ("spare", False)]

@@ -1,5 +1,6 @@
 """Schemathesis against the OpenAPI document at /openapi.json: every documented operation, with
-data that fits the schema and data that does not, must never get a 5xx.
+data that fits the schema and data that does not, must never get a 5xx, and every answer must be
+what the document says (its body fits the response schema of its status, with its content type).
 
 Each operation is a test of its own; the budget per operation is half of `IDSTITCH_FUZZ_EXAMPLES`
 (tests/security/conftest.py), as some 40 operations make this the longest fuzz test. The
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 import schemathesis
 from schemathesis import GenerationMode
+from schemathesis.checks import content_type_conformance, not_a_server_error, response_schema_conformance
 
 from idstitch.server.app import create_app
 from tests.conftest import SECRET_KEY
@@ -39,6 +41,7 @@ def _schema() -> schemathesis.schemas.BaseSchema:
 
 
 schema = _schema()
+CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
 
 
 @schema.parametrize()
@@ -50,3 +53,4 @@ def test_no_operation_answers_5xx(case, fuzz_client):
         return
     response = fuzz_client.request(**case.as_transport_kwargs(base_url="http://testserver", headers=ADMIN))
     assert response.status_code < 500, f"{case.method} {case.formatted_path} -> {response.status_code}: {response.text[:500]}"
+    case.validate_response(response, checks=CHECKS)

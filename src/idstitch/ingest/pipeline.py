@@ -77,7 +77,13 @@ class WriteContext:
 
 class Writer:
     """The writer of a store in this process. Start it, `await write(fn)` from handlers,
-    `close()` at exit. `session` is the store's side (store/transactions.py)."""
+    `close()` at exit. `session` is the store's side (store/transactions.py).
+
+    A failing write, transaction or housekeeping step never ends the writer's thread: its
+    requests get the error and the next group runs. Should the thread end all the same, every
+    waiting and later write fails at once with `StoreUnavailable`, and `stopped` says why
+    (the server's health check reports it).
+    """
 
     def __init__(self, session: WriteSession, now: Now) -> None:
         self.session = session
@@ -85,6 +91,12 @@ class Writer:
         self._queue: queue.Queue[_Work | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="idstitch-writer", daemon=True)
         self._cache = PersonCache()
+        self._running: list[_Work] = []
+        self._housekeeping_failed = False
+        # Why the thread ended, when it ended other than by close().
+        self.stopped: StoreUnavailable | None = None
+        # The store fault (full disk, write error) that failed the last transaction; None once one commits.
+        self.fault: StoreUnavailable | None = None
         self._thread.start()
 
     async def write(
@@ -97,9 +109,13 @@ class Writer:
         `claims`: what `fn` may change (store/transactions.py); without them, on a store with
         several writers, `fn` runs alone.
         """
+        if self.stopped is not None:
+            raise self.stopped
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._queue.put(_Work(fn, loop, future, keeps_cache, claims))
+        if self.stopped is not None:  # it stopped while this was queued: nobody else will answer it
+            self._fail_waiting(self.stopped)
         return await future
 
     def write_now(self, fn: Callable[[WriteContext], T], *, claims: Claims | None = None) -> T:
@@ -116,6 +132,14 @@ class Writer:
         self.session.close()
 
     def _run(self) -> None:
+        try:
+            self._serve()
+        except BaseException as error:
+            self.stopped = StoreUnavailable(f"the writer stopped ({type(error).__name__}: {error}); restart the server")
+            log.critical("the writer stopped: every write fails until the server is restarted", exc_info=True)
+            self._fail_waiting(self.stopped)
+
+    def _serve(self) -> None:
         while True:
             try:
                 first = self._queue.get(timeout=IDLE_SECONDS)
@@ -124,7 +148,7 @@ class Writer:
                 continue
             if first is None:
                 return
-            group = [first]
+            group = self._running = [first]
             stop = False
             while len(group) < MAX_GROUP:
                 try:
@@ -136,10 +160,29 @@ class Writer:
                     break
                 group.append(item)
             for transaction in self._transactions(group):
-                self._commit(transaction)
+                try:
+                    self._commit(transaction)
+                except Exception as error:  # noqa: BLE001 - a bug of the writer itself: its requests get it
+                    log.exception("write group failed")
+                    for work in transaction:
+                        work.loop.call_soon_threadsafe(_settle, work.future, False, error)
+            self._running = []
             self._between_groups(idle=False)
             if stop:
                 return
+
+    def _fail_waiting(self, error: BaseException) -> None:
+        """Answer every write this thread holds or that still waits in the queue with `error`."""
+        waiting, self._running = self._running, []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                waiting.append(item)
+        for work in waiting:
+            work.loop.call_soon_threadsafe(_settle, work.future, False, error)
 
     def _transactions(self, group: list[_Work]) -> list[list[_Work]]:
         """One transaction for the whole group, unless the store has several writers: then the
@@ -153,8 +196,14 @@ class Writer:
     def _between_groups(self, *, idle: bool) -> None:
         try:
             self.session.between_groups(idle=idle)
-        except Exception:  # housekeeping only: the next group tries again
-            log.exception("store housekeeping failed")
+        except Exception as error:  # housekeeping only: the next group tries again
+            if not self._housekeeping_failed:  # once, not every idle half second of a full disk
+                log.error("store housekeeping failed (tried again between writes): %s", error)
+            self._housekeeping_failed = True
+        else:
+            if self._housekeeping_failed:
+                log.warning("store housekeeping works again")
+            self._housekeeping_failed = False
 
     def _commit(self, group: list[_Work]) -> None:
         attempt = 0
@@ -162,12 +211,16 @@ class Writer:
             attempt += 1
             outcomes, error = self._attempt(group)
             if error is None:
+                self.fault = None
                 break
             wait = self.session.retry_after(error, attempt)
             if wait is None or attempt >= MAX_ATTEMPTS:
-                log.error("write transaction failed: %s", error)
-                if wait is not None:  # a passing fault that did not pass: the client may retry
+                fault = self.session.store_fault(error)
+                if fault is not None:
+                    error = self.fault = fault
+                elif wait is not None:  # a passing fault that did not pass: the client may retry
                     error = StoreUnavailable(f"the store did not take the write after {attempt} attempts: {error}")
+                log.error("write transaction failed: %s", error)
                 outcomes = [(work, False, error) for work in group]
                 break
             time.sleep(wait)
@@ -189,8 +242,8 @@ class Writer:
                 try:
                     result = work.fn(context)
                 except Exception as error:  # noqa: BLE001 - handed to the waiting request
-                    if session.retry_after(error, 1) is not None:
-                        raise  # a race with another writer, not this request's fault: run the group again
+                    if session.retry_after(error, 1) is not None or session.store_fault(error) is not None:
+                        raise  # a race with another writer, or a full disk: not this request's fault
                     session.rollback_to_savepoint()
                     cache.clear()
                     outcomes.append((work, False, error))

@@ -10,15 +10,18 @@ from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+import idstitch
 from idstitch.clock import parse_time
 from idstitch.commands import Actor, ImportPerson, Merge, Split
 from idstitch.engine import Batch
-from idstitch.errors import Conflict, IdstitchError, InvalidRequest, InvalidSetting, NotFound
+from idstitch.errors import IdstitchError
 from idstitch.ingest.pipeline import WriteContext, apply_imports
 from idstitch.server import schemas
 from idstitch.server.api_requests import API_ERRORS, ApiRoute
+from idstitch.server.http_errors import http_error
 from idstitch.server.state import AppState
 from idstitch.store import reads
 from idstitch.store.connection import Connection
@@ -77,12 +80,7 @@ async def _write(state: AppState, fn: Callable[[WriteContext], T]) -> T:
     try:
         return await state.writer.write(fn)
     except IdstitchError as error:
-        raise _http_error(error) from None
-
-
-def _http_error(error: IdstitchError) -> HTTPException:
-    status = {NotFound: 404, Conflict: 409, InvalidRequest: 400, InvalidSetting: 400}.get(type(error), 400)
-    return HTTPException(status, str(error))
+        raise http_error(error) from None
 
 
 async def _person_or_404(request: Request, key: SecretKey, person_id: str) -> dict[str, Any]:
@@ -118,7 +116,7 @@ async def person_links(
     try:
         page = await _read(request, lambda conn: reads.links_page(conn, key.project_id, person_id, limit, cursor))
     except IdstitchError as error:
-        raise _http_error(error) from None
+        raise http_error(error) from None
     return {"results": page.results, "next": page.next_cursor}
 
 
@@ -135,7 +133,7 @@ async def person_events(
     try:
         page = await _read(request, lambda conn: reads.events_page(conn, key.project_id, person_id, limit, cursor))
     except IdstitchError as error:
-        raise _http_error(error) from None
+        raise http_error(error) from None
     return {"results": page.results, "next": page.next_cursor}
 
 
@@ -193,7 +191,7 @@ async def warnings(
     try:
         page = await _read(request, lambda conn: reads.warnings_page(conn, key.project_id, limit, cursor, type))
     except IdstitchError as error:
-        raise _http_error(error) from None
+        raise http_error(error) from None
     return {"results": page.results, "next": page.next_cursor}
 
 
@@ -205,8 +203,23 @@ async def dead_letters(
     try:
         page = await _read(request, lambda conn: reads.dead_letters_page(conn, key.project_id, limit, cursor))
     except IdstitchError as error:
-        raise _http_error(error) from None
+        raise http_error(error) from None
     return {"results": page.results, "next": page.next_cursor}
+
+
+@router.get("/status", response_model=schemas.Status)
+async def status(request: Request, key: Key) -> Any:
+    """This server and its store: sizes on disk (the WAL included) and whether writes commit."""
+    state = _state(request)
+    writer = state.writer
+    fault = writer.stopped or writer.fault
+    sizes = await run_in_threadpool(state.store.sizes)
+    return {
+        "version": idstitch.__version__,
+        "store": state.store.description,
+        **sizes,
+        "writer": {"running": writer.stopped is None, "fault": None if fault is None else str(fault)},
+    }
 
 
 @router.get("/project/settings", response_model=schemas.ProjectSettingsModel)
@@ -223,7 +236,7 @@ async def patch_settings(request: Request, key: Key, changes: dict[str, Any]) ->
     try:
         updated = project.settings.updated(changes)
     except IdstitchError as error:
-        raise _http_error(error) from None
+        raise http_error(error) from None
 
     def store(context: WriteContext) -> None:
         save_settings(context.conn, project.id, updated)

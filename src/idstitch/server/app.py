@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 import idstitch
 from idstitch.clock import Now, utc_now
-from idstitch.errors import QueriesBusy, StoreUnavailable
+from idstitch.errors import QueriesBusy, StoreFull, StoreUnavailable
 from idstitch.ingest.pipeline import Writer
 from idstitch.server import (
     api_routes,
@@ -23,6 +23,7 @@ from idstitch.server import (
 )
 from idstitch.server.body_limit import BodyLimitMiddleware
 from idstitch.server.cors import IngestCORSMiddleware
+from idstitch.server.docs_routes import add_api_docs
 from idstitch.server.ratelimit import ApiRateLimitMiddleware, RateLimits
 from idstitch.server.state import AppState, ServerConfig
 from idstitch.store.backends import Store
@@ -66,7 +67,10 @@ def create_app(config: ServerConfig, now: Now = utc_now, given: Store | None = N
         version=idstitch.__version__,
         description="Identity resolution and user attributes for product analytics.",
         lifespan=lifespan,
+        docs_url=None,  # served by docs_routes, from the package instead of a CDN
+        redoc_url=None,
     )
+    add_api_docs(app)
     app.include_router(ingest_routes.router)
     app.include_router(api_routes.router)
     app.include_router(static_routes.router)
@@ -83,22 +87,31 @@ def create_app(config: ServerConfig, now: Now = utc_now, given: Store | None = N
     app.add_middleware(ApiRateLimitMiddleware, limiter=app.state.rate_limits.api)
 
     # Nothing of the request was done (or stored): clients, PostHog's included, send it again.
-    for error_type, code in ((StoreUnavailable, "store_unavailable"), (QueriesBusy, "queries_busy")):
-        app.add_exception_handler(error_type, _retry_later(code))
+    for error_type, code, status, wait in (
+        (StoreUnavailable, "store_unavailable", 503, 1),
+        (StoreFull, "store_full", 507, 10),
+        (QueriesBusy, "queries_busy", 503, 1),
+    ):
+        app.add_exception_handler(error_type, _retry_later(code, status, wait))
 
     @app.get("/_health", include_in_schema=False)
-    async def health() -> JSONResponse:
+    async def health(request: Request) -> JSONResponse:
+        """200 while this server can take writes; 503 once its writer has stopped (restart it)."""
+        writer: Writer = request.app.state.idstitch.writer
+        if writer.stopped is not None:
+            return JSONResponse({"status": "writer_stopped", "detail": str(writer.stopped)}, status_code=503)
         return JSONResponse({"status": "ok"})
 
     return app
 
 
-def _retry_later(code: str) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
-    """A 503 with Retry-After whose body names `code` and says why."""
+def _retry_later(code: str, status: int, wait: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+    """An answer with Retry-After (`wait` seconds) whose body names `code` and says why."""
 
     async def answer(request: Request, error: Exception) -> JSONResponse:
         return JSONResponse(
-            {"type": "server_error", "code": code, "detail": str(error)}, status_code=503, headers={"Retry-After": "1"}
+            {"type": "server_error", "code": code, "detail": str(error)},
+            status_code=status, headers={"Retry-After": str(wait)},
         )
 
     return answer

@@ -10,15 +10,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
-from idstitch.errors import Conflict, IdstitchError, InvalidRequest, NotFound, QueriesBusy
+from idstitch.errors import IdstitchError
 from idstitch.ingest.pipeline import WriteContext
 from idstitch.server import schemas
 from idstitch.server.api_requests import API_ERRORS, ApiRoute
 from idstitch.server.api_routes import Key
+from idstitch.server.http_errors import http_error
 from idstitch.server.state import AppState
 from idstitch.store import privacy
 from idstitch.store.connection import Connection
@@ -31,6 +32,10 @@ router = APIRouter(prefix="/api", tags=["privacy"], route_class=ApiRoute, respon
 MAX_SELECTOR_LENGTH = 1000
 # Row ids are 64-bit signed integers in both stores.
 MAX_ROW_ID = 2**63 - 1
+# How long an erasure waits for readers whose snapshots still hold the erased data (queries
+# have deadlines of a few seconds), and how long a retry (GET /privacy/erasure) waits.
+ERASURE_WAIT_SECONDS = 5.0
+RETRY_WAIT_SECONDS = 1.0
 
 
 # -- shapes ----------------------------------------------------------------------------------
@@ -105,10 +110,21 @@ class Erased(BaseModel):
     warnings: int
     dead_letters: int
     audit_entries_redacted: int
+    others_events_redacted: int = Field(
+        description="Other ids' events (identifies, aliases, merges) that named the erased ids: those now hold keyed hashes."
+    )
     suppressed_ids: int
 
 
-class DeleteResponse(BaseModel):
+class ErasureFiles(BaseModel):
+    complete: bool = Field(
+        description="The erased data has left the store's files (SQLite: database file and WAL; PostgreSQL: vacuumed)."
+    )
+    pending: str | None = Field(description="When not complete: what still holds the data. GET /api/privacy/erasure retries.")
+    remains: list[str] = Field(description="Copies beyond the store's reach (PostgreSQL's free space and WAL, backups).")
+
+
+class DeleteResponse(ErasureFiles):
     erased: Erased
     suppress: bool
     keep_anonymised_counts: bool
@@ -164,32 +180,25 @@ def _actor(key: SecretKey) -> str:
     return f"admin:{key.id}"
 
 
-def _http_error(error: IdstitchError) -> HTTPException:
-    status = {NotFound: 404, Conflict: 409, InvalidRequest: 400}.get(type(error), 400)
-    return HTTPException(status, str(error))
-
-
 async def _read(request: Request, fn: Callable[[Connection], T]) -> T:
     try:
         return await _state(request).slots.run(fn)
-    except QueriesBusy:
-        raise
     except IdstitchError as error:
-        raise _http_error(error) from None
+        raise http_error(error) from None
 
 
 async def _write(request: Request, fn: Callable[[WriteContext], T]) -> T:
     try:
         return await _state(request).writer.write(fn)
     except IdstitchError as error:
-        raise _http_error(error) from None
+        raise http_error(error) from None
 
 
 def _selector(**given: str | None) -> Selector:
     try:
         return Selector.one_of(**given)
     except IdstitchError as error:
-        raise _http_error(error) from None
+        raise http_error(error) from None
 
 
 SelectorParam = Annotated[str | None, Query(min_length=1, max_length=MAX_SELECTOR_LENGTH)]
@@ -250,13 +259,31 @@ async def export_person(
     return await _audited_lookup(request, key, selector, "export", export=True)
 
 
-@router.post("/privacy/delete", response_model=DeleteResponse)
-async def delete_person(request: Request, key: Key, body: DeleteRequest) -> Any:
+async def _forget_erased(request: Request, wait: float) -> dict[str, Any]:
+    """Have the store drop its copies of erased rows; remember what is pending, for GET /privacy/erasure."""
+    state = _state(request)
+    pending = await run_in_threadpool(state.store.forget_erased, wait)
+    state.erasure_pending = pending
+    return {
+        "complete": pending is None,
+        "pending": pending and f"{pending}; GET /api/privacy/erasure retries",
+        "remains": list(state.store.erasure_remains),
+    }
+
+
+@router.post(
+    "/privacy/delete", response_model=DeleteResponse,
+    responses={202: {"model": DeleteResponse, "description": "Erased, but its bytes are still in the files (`pending`)."}},
+)
+async def delete_person(request: Request, response: Response, key: Key, body: DeleteRequest) -> Any:
     """Erase the person(s) named by exactly one selector: persons, id mapping, attributes,
     events, links, and the warnings and dead letters holding their data; mentions in the audit
-    log are replaced by keyed hashes. `suppress`: later events from their ids are dropped and
-    counted. `keep_anonymised_counts`: events stay for totals, without ids or properties.
-    404 when nothing is held (and `suppress` is off). Logged in the audit log."""
+    log and in other ids' events are replaced by keyed hashes. `suppress`: later events from their
+    ids are dropped and counted. `keep_anonymised_counts`: events stay for totals, without ids or
+    properties. 404 when nothing is held (and `suppress` is off). Logged in the audit log.
+
+    200 once the erased data has also left the store's files; 202 when a reader's snapshot still
+    holds it after a few seconds (`pending` says what): GET /api/privacy/erasure retries."""
     selector = _selector(distinct_id=body.distinct_id, user_id=body.user_id, email=body.email, person_id=body.person_id)
     report = await _write(
         request,
@@ -265,8 +292,21 @@ async def delete_person(request: Request, key: Key, body: DeleteRequest) -> Any:
             suppress=body.suppress, keep_anonymised_counts=body.keep_anonymised_counts,
         ),
     )
-    await run_in_threadpool(_state(request).store.forget_erased)
-    return {"erased": report.to_json(), "suppress": body.suppress, "keep_anonymised_counts": body.keep_anonymised_counts}
+    files = await _forget_erased(request, ERASURE_WAIT_SECONDS)
+    if not files["complete"]:
+        response.status_code = 202
+    return {"erased": report.to_json(), "suppress": body.suppress, "keep_anonymised_counts": body.keep_anonymised_counts,
+            **files}
+
+
+@router.get("/privacy/erasure", response_model=ErasureFiles)
+async def erasure_status(request: Request, key: Key) -> Any:
+    """Whether the data of this server's erasures has left the store's files; when an erasure
+    was answered 202 (pending), this tries again to remove it."""
+    state = _state(request)
+    if state.erasure_pending is None:
+        return {"complete": True, "pending": None, "remains": list(state.store.erasure_remains)}
+    return await _forget_erased(request, RETRY_WAIT_SECONDS)
 
 
 @router.get("/privacy/suppressions", response_model=SuppressionStats)

@@ -15,7 +15,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 
 from idstitch.commands import Track
 from idstitch.engine import Batch, CommandResult
-from idstitch.errors import Conflict, IdstitchError, NotFound, QueriesBusy
+from idstitch.errors import IdstitchError, NotFound
 from idstitch.ingest import native
 from idstitch.ingest.pipeline import WriteContext
 from idstitch.outcomes import Rejection
@@ -26,6 +26,7 @@ from idstitch.query.moments import parse_moment
 from idstitch.server import query_schemas as schemas
 from idstitch.server.api_requests import API_ERRORS, ApiRoute, json_parameter
 from idstitch.server.api_routes import Key
+from idstitch.server.http_errors import http_error
 from idstitch.server.schemas import Person
 from idstitch.server.state import AppState
 from idstitch.store import reads
@@ -33,6 +34,8 @@ from idstitch.store.connection import Connection
 from idstitch.store.projects import SecretKey
 
 T = TypeVar("T")
+# The largest integer both databases store: a larger id reaching the driver overflowed (a 500).
+MAX_SEGMENT_ID = 2**63 - 1
 
 
 router = APIRouter(prefix="/api", tags=["query"], route_class=ApiRoute, responses=API_ERRORS)
@@ -42,20 +45,16 @@ def _state(request: Request) -> AppState:
     return request.app.state.idstitch
 
 
-def _http_error(error: IdstitchError) -> HTTPException:
-    return HTTPException({NotFound: 404, Conflict: 409}.get(type(error), 400), str(error))
-
-
 async def _query(request: Request, key: SecretKey, fn: Callable[[Connection, Compiler], T]) -> T:
     """Run `fn` in a query slot (server/query_slots.py), with a compiler and a regex time budget."""
     state = _state(request)
     now = state.now()
     try:
         return await state.slots.run(lambda conn: run_guarded(conn, key.project_id, now, fn))
-    except (FilterError, QueriesBusy):
+    except FilterError:
         raise
     except IdstitchError as error:
-        raise _http_error(error) from None
+        raise http_error(error) from None
 
 
 async def _write(request: Request, fn: Callable[[WriteContext], T]) -> T:
@@ -64,7 +63,7 @@ async def _write(request: Request, fn: Callable[[WriteContext], T]) -> T:
     except FilterError:
         raise
     except IdstitchError as error:
-        raise _http_error(error) from None
+        raise http_error(error) from None
 
 
 def _moment(text: str | None, path: str, now: datetime) -> datetime | None:
@@ -181,7 +180,7 @@ async def update_attributes(request: Request, key: Key, body: schemas.AttributeU
         batch.flush()
         store.audit(
             f"admin:{key.id}", "set_attributes",
-            {"distinct_id": body.distinct_id, "event_uuid": event.uuid, "keys": sorted(event.ops.keys())},
+            {"event_uuid": event.uuid, "keys": sorted(event.ops.keys())}, ids={"distinct_id": body.distinct_id},
         )
         return result
 
@@ -225,7 +224,7 @@ async def list_sessions(
     before: Annotated[str | None, Query(description="Started before. ISO-8601 or relative.")] = None,
     identified: bool | None = None,
     inferred: bool | None = None,
-    segment_id: Annotated[int | None, Query(ge=1)] = None,
+    segment_id: Annotated[int | None, Query(ge=1, le=MAX_SEGMENT_ID)] = None,
     filter: Annotated[str | None, Query(description="A filter document as JSON text (see POST /api/sessions/query).")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: str | None = None,
@@ -333,7 +332,7 @@ async def create_segment(request: Request, key: Key, body: schemas.SegmentIn) ->
 
 
 # At most SQLite's largest integer: a bigger id cannot be bound (it was a 500).
-SegmentId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+SegmentId = Annotated[int, Path(ge=1, le=MAX_SEGMENT_ID)]
 
 
 @router.get("/segments/{segment_id}", response_model=schemas.Segment)

@@ -173,3 +173,16 @@ class ImportResult(BaseModel):
 class ImportResponse(BaseModel):
     imported: int
     results: list[ImportResult]
+
+
+class WriterStatus(BaseModel):
+    running: bool = Field(description="False once the writer has stopped: restart the server (see `fault`).")
+    fault: str | None = Field(description="Why the last write transaction failed as a whole (a full disk), or why the writer stopped; null while writes commit.")
+
+
+class Status(BaseModel):
+    version: str
+    store: str = Field(description="The SQLite file, or the PostgreSQL URL without its password.")
+    database_bytes: int | None = Field(description="The database on disk.")
+    wal_bytes: int | None = Field(description="Its write-ahead log (SQLite's `-wal` file, or PostgreSQL's WAL where this role may list it).")
+    writer: WriterStatus

@@ -59,6 +59,8 @@ class AppState:
     _projects: dict[str, tuple[float, Project]] = field(default_factory=dict)
     _readers: list[Connection] = field(default_factory=list)
     _readers_lock: threading.Lock = field(default_factory=threading.Lock)
+    # What still holds the data of an erasure this process made (store.forget_erased), if anything.
+    erasure_pending: str | None = None
 
     def __post_init__(self) -> None:
         self.slots = QuerySlots(self.store, size=self.config.query_slots, queue=self.config.query_queue)

@@ -45,15 +45,38 @@ class Store(Protocol):
         """Refuse to serve when another server process would write without coordination."""
         ...
 
-    def forget_erased(self) -> None:
-        """After an erasure: make the store drop its own copies of erased rows (SQLite's WAL)."""
+    def forget_erased(self, wait: float) -> str | None:
+        """After an erasure: make the store drop its own copies of the erased rows (SQLite: the
+        WAL, checkpointed into the file and emptied; PostgreSQL: the dead row versions, vacuumed),
+        waiting up to `wait` seconds for readers whose snapshots still hold them. None when done;
+        else what still holds them (call again later)."""
+        ...
+
+    @property
+    def erasure_remains(self) -> tuple[str, ...]:
+        """Copies of erased data beyond the store's reach, after `forget_erased`: where, and how they go."""
         ...
 
     def shared_rate_buckets(self) -> SharedRateBuckets | None:
         """Rate-limit buckets all servers share, or None where one server serves the store."""
         ...
 
+    def sizes(self) -> dict[str, int | None]:
+        """`database_bytes` and `wal_bytes` on disk (None where the store cannot tell)."""
+        ...
+
     def release(self) -> None: ...
+
+
+READER_HOLDS_WAL = (
+    "a read transaction open since before the erasure keeps the WAL from being copied into the database"
+    " file and emptied, so the erased bytes are still in the files"
+)
+POSTGRES_REMAINS = (
+    "the bytes of vacuumed rows stay in the tables' free space until new rows overwrite it"
+    " (VACUUM FULL rewrites a table at once, locking it)",
+    "PostgreSQL's WAL holds them until it is recycled, and WAL archives and backups until they expire",
+)
 
 
 @dataclass
@@ -97,11 +120,18 @@ class SQLiteStore:
             )
         self._lock = held
 
-    def forget_erased(self) -> None:
-        sqlite.truncate_wal(self.path)
+    def forget_erased(self, wait: float) -> str | None:
+        return None if sqlite.truncate_wal(self.path, wait) else READER_HOLDS_WAL
+
+    @property
+    def erasure_remains(self) -> tuple[str, ...]:
+        return ()  # secure_delete zeroed the freed space; the emptied WAL held the rest
 
     def shared_rate_buckets(self) -> None:
         return None  # one server: its buckets stay in its memory
+
+    def sizes(self) -> dict[str, int | None]:
+        return {**sqlite.file_sizes(self.path)}
 
     def release(self) -> None:
         if self._lock is not None:
@@ -132,11 +162,22 @@ class PostgresStore:
     def claim_for_server(self) -> None:
         pass  # any number of servers: the database serialises what must be serial
 
-    def forget_erased(self) -> None:
-        pass  # autovacuum reclaims the dead rows; the WAL segments are recycled
+    def forget_erased(self, wait: float) -> str | None:
+        return postgres.vacuum_erased(self.dsn, wait)
+
+    @property
+    def erasure_remains(self) -> tuple[str, ...]:
+        return POSTGRES_REMAINS
 
     def shared_rate_buckets(self) -> SharedRateBuckets:
         return SharedRateBuckets(self.connect)
+
+    def sizes(self) -> dict[str, int | None]:
+        conn = postgres.connect(self.dsn)
+        try:
+            return postgres.sizes(conn)
+        finally:
+            conn.close()
 
     def release(self) -> None:
         pass

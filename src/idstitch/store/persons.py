@@ -7,7 +7,7 @@ Every method runs inside the writer's open transaction; none commits.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +18,7 @@ from idstitch.clock import Now, format_time, stored_time
 from idstitch.engine import LinkEntry, PersonRow, ReplayedEvent, StoredEvent
 from idstitch.outcomes import WarningRecord
 from idstitch.store.connection import Connection
+from idstitch.store.keyed_hashes import hashed_ids, privacy_key
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
@@ -230,7 +231,11 @@ class SQLPersons(ABC):
     def insert_dead_letter(self, reason: str, payload: Any) -> None:
         insert_dead_letter(self.conn, self.project_id, reason, payload, self.now())
 
-    def audit(self, actor: str, action: str, details: dict[str, Any]) -> None:
+    def audit(self, actor: str, action: str, details: dict[str, Any], ids: Mapping[str, Any] | None = None) -> None:
+        """An audit entry; `ids` (ids, or lists of them) are written as keyed hashes only."""
+        if ids:
+            key = privacy_key(self.conn, self.project_id)
+            details = {**details, **{name: hashed_ids(key, value) for name, value in ids.items()}}
         self.conn.execute(
             "INSERT INTO audit_log (project_id, actor, action, details, created_at) VALUES (?, ?, ?, ?, ?)",
             (self.project_id, actor, action, encode_json(details), format_time(self.now())),

@@ -14,6 +14,7 @@ import functools
 import hashlib
 import logging
 import re
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timezone
@@ -24,7 +25,7 @@ from psycopg import errors as pg_errors
 from psycopg.types.string import TextLoader
 
 from idstitch.clock import Now
-from idstitch.errors import StoreUnavailable
+from idstitch.errors import StoreFull, StoreUnavailable
 from idstitch.store.dialects import MIGRATIONS_LOCK, POSTGRES, WRITES_LOCK
 from idstitch.store.persons import EVENT_COLUMNS, SQLPersons
 from idstitch.store.postgres_schema import MIGRATIONS
@@ -189,6 +190,16 @@ def _unavailable_when_dropped(conn: PostgresConnection) -> Iterator[None]:
 
 
 _DATABASE_GOING_AWAY = (pg_errors.AdminShutdown, pg_errors.CannotConnectNow, pg_errors.CrashShutdown)
+
+
+def sizes(conn: PostgresConnection) -> dict[str, int | None]:
+    """The database's size, and the server's WAL where this role may list it (pg_monitor)."""
+    [database] = conn.execute("SELECT pg_database_size(current_database())").fetchall()[0]
+    try:
+        [wal] = conn.execute("SELECT coalesce(sum(size), 0) FROM pg_ls_waldir()").fetchall()[0]
+    except pg_errors.InsufficientPrivilege:
+        wal = None
+    return {"database_bytes": int(database), "wal_bytes": None if wal is None else int(wal)}
 
 
 def open_database(dsn: str) -> PostgresConnection:
@@ -478,6 +489,16 @@ class PostgresWriteSession:
             return min(0.1 * 2**attempt, 2.0)  # the database is restarting: reconnect on begin
         return None
 
+    def store_fault(self, error: BaseException) -> StoreUnavailable | None:
+        """A full disk, an I/O error, a database that turned read-only (a standby after a
+        failover): none is the request's fault, and each passes without this server's help."""
+        sqlstate = getattr(error, "sqlstate", None) or ""
+        if sqlstate == pg_errors.DiskFull.sqlstate:
+            return StoreFull(f"PostgreSQL's disk is full: nothing was stored; try again once space is freed ({error})")
+        if sqlstate.startswith(("53", "58")) or sqlstate == pg_errors.ReadOnlySqlTransaction.sqlstate:
+            return StoreUnavailable(f"PostgreSQL cannot write now: nothing was stored; try again later ({error})")
+        return None
+
     def between_groups(self, *, idle: bool) -> None:
         pass  # PostgreSQL checkpoints by itself
 
@@ -514,3 +535,45 @@ class PostgresWriteSession:
             if len(taken) != len(unclaimed):
                 raise IdentitiesMoved("an event uuid no claim named was stored by another write meanwhile")
         self._stored.setdefault(project_id, set()).update(uuids)
+
+
+# The tables an erasure deletes from or rewrites (store/privacy.py `erase`).
+ERASED_TABLES = (
+    "persons", "distinct_ids", "person_attributes", "events", "event_uuids", "links", "warnings", "dead_letters",
+    "sessions", "segments", "audit_log",
+)
+
+
+def vacuum_erased(dsn: str, wait: float) -> str | None:
+    """VACUUM the tables an erasure touched, once no transaction older than this call can still
+    see the erased rows (VACUUM keeps what an open snapshot sees). None when vacuumed; else which
+    sessions hold it up, after waiting up to `wait` seconds for them to end."""
+    conn = psycopg.connect(dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS)
+    try:
+        deadline = time.monotonic() + wait
+        # Transactions begun since need not end: their snapshots no longer see the erased rows.
+        row = conn.execute("SELECT statement_timestamp()").fetchone()
+        assert row is not None
+        since = row[0]
+        while True:
+            holders = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    " AND backend_type = 'client backend' AND backend_xmin IS NOT NULL AND xact_start < %s",
+                    (since,),
+                )
+            ]
+            if not holders:
+                conn.execute(f"VACUUM {', '.join(ERASED_TABLES)}")
+                return None
+            if time.monotonic() >= deadline:
+                return (
+                    f"PostgreSQL sessions {', '.join(map(str, sorted(holders)))} hold transactions open since before the"
+                    " erasure, which still see the erased rows, so VACUUM cannot remove them yet"
+                )
+            time.sleep(0.1)
+    except psycopg.OperationalError as error:
+        return f"VACUUM of the erased rows failed ({error}); they are removed by the next (auto)vacuum"
+    finally:
+        conn.close()

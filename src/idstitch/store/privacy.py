@@ -23,8 +23,6 @@ erased?" for an id you already hold, and nothing else. The key is per project
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
 import secrets
 import uuid
@@ -40,13 +38,13 @@ from idstitch.errors import Conflict, InvalidRequest, NotFound
 from idstitch.outcomes import Rejection
 from idstitch.store import reads
 from idstitch.store.connection import Connection, Row
+from idstitch.store.keyed_hashes import HASH_PREFIX, keyed_hash, privacy_key
 from idstitch.store.persons import encode_json
 from idstitch.store.projects import add_secret_key, hash_key
 
 _decode = msgspec.json.Decoder().decode
 
 SELECTOR_KINDS = ("distinct_id", "user_id", "email", "person_id")
-HASH_PREFIX = "hmac-sha256:"
 # Ids at least this long are also searched for inside longer strings (URLs, messages); shorter
 # ones only as whole JSON strings, so erasing "u-1" does not touch what mentions "u-10".
 CONTAINED_ID_LENGTH = 8
@@ -82,21 +80,6 @@ class Selector:
 
     def as_json(self) -> dict[str, str]:
         return {self.kind: self.value}
-
-
-# -- keyed hashes ----------------------------------------------------------------------------
-
-
-def privacy_key(conn: Connection, project_id: int) -> bytes:
-    row = conn.execute("SELECT hmac_key FROM privacy_keys WHERE project_id = ?", (project_id,)).fetchone()
-    if row is None:
-        raise NotFound(f"Project {project_id} has no privacy key")
-    return bytes.fromhex(row[0])
-
-
-def keyed_hash(key: bytes, value: str) -> str:
-    """HMAC-SHA256 of an id; `surrogatepass` so no string can make hashing fail."""
-    return hmac.digest(key, value.encode("utf-8", "surrogatepass"), hashlib.sha256).hex()
 
 
 # -- finding a person ------------------------------------------------------------------------
@@ -438,6 +421,7 @@ class ErasureReport:
     warnings: int = 0
     dead_letters: int = 0
     audit_entries_redacted: int = 0
+    others_events_redacted: int = 0
     sessions: int = 0
     segments: int = 0
     suppressed_ids: int = 0
@@ -478,7 +462,9 @@ def erase(
         conn.execute("PRAGMA secure_delete = ON")
     try:
         sessions = _session_ids(conn, project_id, subject)
+        naming = _events_naming(conn, project_id, subject, needles)
         _erase_events(conn, project_id, subject, keep_anonymised_counts, report)
+        report.others_events_redacted = _redact_events(conn, project_id, naming, needles, key)
         report.sessions = _rebuild_sessions(conn, project_id, sessions)
         report.attributes = _delete_in(conn, "DELETE FROM person_attributes WHERE person_id IN ({})", subject.person_ids)
         report.distinct_ids = _delete_in(
@@ -495,7 +481,8 @@ def erase(
             conn.execute("PRAGMA secure_delete = OFF")
     report.found = any(
         (report.persons, report.distinct_ids, report.events_deleted, report.events_anonymised, report.links,
-         report.warnings, report.dead_letters, report.audit_entries_redacted, report.sessions, report.segments)
+         report.warnings, report.dead_letters, report.audit_entries_redacted, report.others_events_redacted,
+         report.sessions, report.segments)
     )
     if suppress:
         ids = set(subject.distinct_ids)
@@ -560,6 +547,40 @@ def _erase_events(
                 "INSERT INTO event_uuids (project_id, uuid) VALUES (?, ?)", [(project_id, new) for _, new, _, _ in changes]
             )
         report.events_anonymised += len(rows)
+
+
+def _events_naming(conn: Connection, project_id: int, subject: _Subject, needles: _Needles) -> list[str]:
+    """Uuids of the events that name the subject's ids in their properties: its identity events,
+    and other ids' identifies, aliases and merges naming them (refused, or split apart since),
+    which their link rows and warnings point to."""
+    uuids: set[str] = {
+        r[0]
+        for r in _select_in(
+            conn,
+            "SELECT event_uuid FROM links WHERE project_id = ? AND event_uuid IS NOT NULL"
+            " AND (target_distinct_id IN ({0}) OR source_distinct_id IN ({0}))",
+            subject.distinct_ids, project_id, repeat=2,
+        )
+    }
+    warnings = _rows(conn, "warnings", _ids_mentioning(conn, "warnings", project_id, needles))
+    uuids.update(w["event_uuid"] for w in warnings if w["event_uuid"] is not None)
+    return sorted(uuids)
+
+
+def _redact_events(conn: Connection, project_id: int, uuids: Sequence[str], needles: _Needles, key: bytes) -> int:
+    """In the events left with these uuids (other ids' events), replace mentions of the subject
+    by keyed hashes, as in the audit log: the events stay theirs, the erased ids leave them."""
+    changes: list[tuple[str, str | None, int]] = []
+    for row in _select_in(
+        conn, "SELECT seq, properties, ops FROM events WHERE project_id = ? AND uuid IN ({})", uuids, project_id
+    ):
+        before = (_decode(row["properties"]), _decode(row["ops"]) if row["ops"] is not None else None)
+        after = needles.redact(before[0], key), needles.redact(before[1], key)
+        if after != before:
+            changes.append((encode_json(after[0]), encode_json(after[1]) if after[1] is not None else None, row["seq"]))
+    if changes:
+        conn.executemany("UPDATE events SET properties = ?, ops = ? WHERE seq = ?", changes)
+    return len(changes)
 
 
 def _session_ids(conn: Connection, project_id: int, subject: _Subject) -> list[str]:
@@ -661,6 +682,13 @@ def _redact_audit(conn: Connection, project_id: int, needles: _Needles, key: byt
         details["redacted"] = True
         conn.execute("UPDATE audit_log SET details = ? WHERE id = ?", (encode_json(details), row["id"]))
     return len(rows)
+
+
+def _select_in(conn: Connection, sql: str, values: Sequence[Any], *leading: Any, repeat: int = 1) -> Iterator[Row]:
+    """The rows of `sql` whose `{}` (or `{0}`, `repeat` times) is a list of `values`, in chunks."""
+    for chunk in _chunks(values):
+        marks = ",".join("?" * len(chunk))
+        yield from conn.execute(sql.format(marks), (*leading, *(list(chunk) * repeat)))
 
 
 def _delete_in(conn: Connection, sql: str, values: Sequence[Any], *leading: Any, repeat: int = 1) -> int:

@@ -85,14 +85,21 @@ def create_project(conn: Connection, name: str, now: datetime, ingest_token: str
 
 
 def add_secret_key(conn: Connection, project_id: int, label: str, now: datetime, secret: str | None = None) -> str:
-    """Store a secret key (a new random one unless given) and return it; only its hash is kept."""
+    """Store a secret key (a new random one unless given) and return it; only its hash is kept.
+    A given key stored before keeps its row: a revoked one stays revoked (revocation wins over
+    `IDSTITCH_SECRET_KEY` given again at the next start)."""
     secret = secret or new_secret_key()
     conn.execute(
         "INSERT INTO secret_keys (project_id, label, key_hash, created_at) VALUES (?, ?, ?, ?)"
-        " ON CONFLICT (key_hash) DO UPDATE SET revoked_at = NULL",
+        " ON CONFLICT (key_hash) DO NOTHING",
         (project_id, label, hash_key(secret), format_time(now)),
     )
     return secret
+
+
+def is_revoked(conn: Connection, secret: str) -> bool:
+    row = conn.execute("SELECT revoked_at FROM secret_keys WHERE key_hash = ?", (hash_key(secret),)).fetchone()
+    return row is not None and row[0] is not None
 
 
 def save_settings(conn: Connection, project_id: int, settings: ProjectSettings) -> None:
@@ -104,6 +111,8 @@ class DefaultProject:
     project: Project
     # The secret key in clear text when it was created (or given) by this start, else None.
     new_secret_key: str | None
+    # The key given (IDSTITCH_SECRET_KEY) was revoked: it is not accepted.
+    given_key_revoked: bool = False
 
 
 def ensure_default_project(
@@ -121,7 +130,8 @@ def ensure_default_project(
                 conn.execute("UPDATE projects SET ingest_token = ? WHERE id = ?", (ingest_token, project.id))
                 project = project_by_id(conn, project.id) or project
         shown: str | None = None
-        if secret_key is not None:
+        revoked = secret_key is not None and is_revoked(conn, secret_key)
+        if secret_key is not None and not revoked:
             add_secret_key(conn, project.id, "from environment", now, secret_key)
             shown = secret_key
         elif conn.execute("SELECT 1 FROM secret_keys WHERE project_id = ?", (project.id,)).fetchone() is None:
@@ -130,4 +140,4 @@ def ensure_default_project(
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    return DefaultProject(project, shown)
+    return DefaultProject(project, shown, revoked)

@@ -7,18 +7,27 @@ open transaction of the writer connection; `SQLiteWriteSession` is how the write
 
 from __future__ import annotations
 
+import logging
+import os
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from idstitch.clock import Now
+from idstitch.errors import StoreFull, StoreUnavailable
 from idstitch.store.dialects import SQLITE
 from idstitch.store.persons import EVENT_COLUMNS, SQLPersons
 from idstitch.store.schema import MIGRATIONS
 from idstitch.store.transactions import Claims
 
+log = logging.getLogger(__name__)
+
 DATABASE_FILE = "idstitch.db"
+# After a checkpoint has copied the WAL back, SQLite truncates the WAL file to this size, so one
+# burst of writes does not keep its disk space for good.
+JOURNAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
 
 class SQLiteConnection(sqlite3.Connection):
     """`sqlite3.Connection` with the store's `dialect` (store/connection.py); nothing else added."""
@@ -27,7 +36,18 @@ class SQLiteConnection(sqlite3.Connection):
 
 
 def open_database(path: Path | str, *, read_only: bool = False) -> SQLiteConnection:
-    """Open (and for the writer, create and migrate) the database at `path`."""
+    """Open (and for the writer, create and migrate) the database at `path`; a full disk or a
+    write error is `StoreFull` or `StoreUnavailable` (opening needs the `-shm` file)."""
+    try:
+        return _open(path, read_only)
+    except sqlite3.Error as error:
+        fault = store_fault(error, path)
+        if fault is None:
+            raise
+        raise fault from error
+
+
+def _open(path: Path | str, read_only: bool) -> SQLiteConnection:
     conn: SQLiteConnection
     if read_only:
         conn = sqlite3.connect(  # type: ignore[assignment]
@@ -42,6 +62,7 @@ def open_database(path: Path | str, *, read_only: bool = False) -> SQLiteConnect
         # FULL: a commit is on disk before the request that caused it is answered (§8 of the rules).
         conn.execute("PRAGMA synchronous = FULL")
         conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT_BYTES}")
     conn.execute("PRAGMA busy_timeout = 10000")
     conn.execute("PRAGMA cache_size = -65536")
     conn.row_factory = sqlite3.Row
@@ -114,9 +135,10 @@ _UPSERT_SESSION = (
     " UNION SELECT value FROM json_each(excluded.distinct_ids))) END"
 )
 
-# The WAL is copied back into the database when the writer has been idle, or after this many
-# commits in a row under load.
-BUSY_CHECKPOINT_COMMITS = 200
+# Under load, the WAL is copied back into the database at least this often (and whenever the
+# writer is idle). Counting commits instead let a stream of large ones grow the WAL past a
+# gigabyte before the first checkpoint; time bounds it by what the writer can commit meanwhile.
+BUSY_CHECKPOINT_SECONDS = 0.2
 
 
 class SQLiteWriteSession:
@@ -139,6 +161,7 @@ class SQLiteWriteSession:
         self._seq = 0
         self._data_version: int | None = None
         self._commits_since_checkpoint = 0
+        self._last_checkpoint = time.monotonic()
 
     def begin(self, claims: Sequence[Claims | None]) -> bool:
         self.conn.execute("BEGIN IMMEDIATE")
@@ -176,21 +199,65 @@ class SQLiteWriteSession:
     def retry_after(self, error: BaseException, attempt: int) -> float | None:
         return None  # one writer: nothing to race, nothing to wait for
 
+    def store_fault(self, error: BaseException) -> StoreUnavailable | None:
+        return store_fault(error, self.path)
+
     def between_groups(self, *, idle: bool) -> None:
-        if self._commits_since_checkpoint and (idle or self._commits_since_checkpoint >= BUSY_CHECKPOINT_COMMITS):
+        if not self._commits_since_checkpoint:
+            return
+        if idle or time.monotonic() - self._last_checkpoint >= BUSY_CHECKPOINT_SECONDS:
+            # The writer is the only one that commits, so between its groups a passive checkpoint
+            # copies every frame that no reader still needs, and the next commit restarts the WAL.
+            self._last_checkpoint = time.monotonic()
             self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
             self._commits_since_checkpoint = 0
 
     def close(self) -> None:
-        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        try:
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as error:  # a full disk: the WAL stays, and the next start reads it
+            log.warning("could not checkpoint %s at close: %s", self.path, error)
         self.conn.close()
 
 
-def truncate_wal(path: Path) -> bool:
+def store_fault(error: BaseException, path: Path | str) -> StoreUnavailable | None:
+    """`error` as a fault of the file at `path` as a whole (a full disk, a write error), or None
+    when it is one write's own. Nothing of a transaction that failed so is stored."""
+    code = getattr(error, "sqlite_errorcode", None)
+    if not isinstance(error, sqlite3.Error) or code is None:
+        return None
+    primary = code & 0xFF
+    # Growing the `-shm` file on a full disk is an I/O error to SQLite, not SQLITE_FULL.
+    if primary == sqlite3.SQLITE_FULL or (primary == sqlite3.SQLITE_IOERR and _disk_full(path)):
+        return StoreFull("the disk holding the database is full: nothing was stored; try again once space is freed")
+    if primary in (sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN):
+        return StoreUnavailable(f"the database file cannot be written ({error}): nothing was stored")
+    return None
+
+
+def _disk_full(path: Path | str) -> bool:
+    try:
+        return os.statvfs(Path(path).parent).f_bavail == 0
+    except OSError:
+        return False
+
+
+def file_sizes(path: Path) -> dict[str, int]:
+    """The database file and its WAL, in bytes (0 for a file that is not there)."""
+    sizes: dict[str, int] = {}
+    for name, file in (("database_bytes", path), ("wal_bytes", path.with_name(path.name + "-wal"))):
+        try:
+            sizes[name] = file.stat().st_size
+        except FileNotFoundError:
+            sizes[name] = 0
+    return sizes
+
+
+def truncate_wal(path: Path, wait: float = 1.0) -> bool:
     """Copy the WAL into the database file and empty it, so erased rows' old page images leave
-    the WAL too (with `secure_delete` the freed pages are zeros). Best effort: a reader on an
-    older snapshot, or a long write, makes it give up after a second; the WAL is reused anyway."""
-    conn = sqlite3.connect(path, timeout=1.0, isolation_level=None)
+    the WAL too (with `secure_delete` the freed pages are zeros). A reader on an older snapshot,
+    or a long write, holds it up: it waits for them up to `wait` seconds, then gives up (False)."""
+    conn = sqlite3.connect(path, timeout=wait, isolation_level=None)
     try:
         busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         return busy == 0

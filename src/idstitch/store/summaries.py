@@ -95,25 +95,28 @@ def warning_overview(
     since_day = day_keys[0] + "T00:00:00.000000Z"
     last_24h, last_7d = format_time(now - timedelta(hours=24)), format_time(now - timedelta(days=7))
     groups: dict[str, dict[str, Any]] = {}
+    # A stored warning may stand for several of one request (warning_digest.py): its `count`.
+    count = conn.dialect.json_text_at(conn.dialect.json_document("details"), "count")
+    times = f"coalesce(CAST({count.text} AS INTEGER), 1)"
     for kind, total, newest, in_24h, in_7d in conn.execute(
-        # count(CASE ...), not sum(created_at >= ?): PostgreSQL has no sum of booleans.
-        "SELECT type, count(*), max(created_at), count(CASE WHEN created_at >= ? THEN 1 END),"
-        " count(CASE WHEN created_at >= ? THEN 1 END)"
+        # sum(CASE ...), not sum(created_at >= ?): PostgreSQL has no sum of booleans.
+        f"SELECT type, sum({times}), max(created_at), sum(CASE WHEN created_at >= ? THEN {times} ELSE 0 END),"
+        f" sum(CASE WHEN created_at >= ? THEN {times} ELSE 0 END)"
         " FROM warnings WHERE project_id = ? GROUP BY type",
-        (last_24h, last_7d, project_id),
+        (*count.params, last_24h, *count.params, last_7d, *count.params, project_id),
     ):
         groups[kind] = {
             "type": kind, "total": total, "last_at": newest, "last_24h": in_24h, "last_7d": in_7d,
             "days": day_keys, "daily": [0] * days, "examples": [],
         }
     position = {day: i for i, day in enumerate(day_keys)}
-    for kind, day, count in conn.execute(
-        "SELECT type, substr(created_at, 1, 10), count(*) FROM warnings"
+    for kind, day, on_day in conn.execute(
+        f"SELECT type, substr(created_at, 1, 10), sum({times}) FROM warnings"
         " WHERE project_id = ? AND created_at >= ? GROUP BY 1, 2",
-        (project_id, since_day),
+        (*count.params, project_id, since_day),
     ):
         if kind in groups and day in position:
-            groups[kind]["daily"][position[day]] = count
+            groups[kind]["daily"][position[day]] = on_day
     for row in conn.execute(
         "SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY type ORDER BY id DESC) AS newest"
         " FROM warnings WHERE project_id = ?) AS ranked WHERE newest <= ? ORDER BY id DESC",

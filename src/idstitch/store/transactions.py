@@ -17,6 +17,7 @@ from typing import Protocol
 
 from idstitch.commands import Alias, Command, Identify, ImportPerson, Merge
 from idstitch.engine import PersonStore
+from idstitch.errors import StoreUnavailable
 from idstitch.store.connection import Connection
 
 
@@ -105,6 +106,11 @@ class WriteSession(Protocol):
 
     def retry_after(self, error: BaseException, attempt: int) -> float | None:
         """Seconds to wait before running the failed group again, or None when `error` is final."""
+        ...
+
+    def store_fault(self, error: BaseException) -> StoreUnavailable | None:
+        """`error` as a fault of the store as a whole (its disk full, a write error, read-only),
+        or None when it is one write's own. A fault fails the whole transaction."""
         ...
 
     def between_groups(self, *, idle: bool) -> None:
