@@ -73,6 +73,11 @@ def cli() -> None:
 @_option("max_batch_events")
 @_option("ingest_rate_limit")
 @_option("api_rate_limit")
+@_option("query_slots")
+@_option("query_queue")
+@_option("header_timeout")
+@_option("keep_alive_timeout")
+@_option("max_connections")
 def serve(**values: Any) -> None:
     """Start the server on an embedded SQLite data directory (created on first start), or on a
     PostgreSQL database that several servers share.
@@ -84,6 +89,7 @@ def serve(**values: Any) -> None:
     import uvicorn
 
     from idstitch.server.app import create_app, prepare
+    from idstitch.server.connections import connection_cap, http_protocol, raise_open_files_limit
 
     values["data_dir"] = Path(values["data_dir"])
     config = ServerConfig.from_mapping(values)
@@ -107,7 +113,14 @@ def serve(**values: Any) -> None:
     else:
         click.echo("  secret key:   created on first start and shown then; mint another with `idstitch create-key`")
     sys.stdout.flush()
-    uvicorn.run(create_app(config, given=store), host=config.host, port=config.port, log_level="warning", access_log=False)
+    connections = connection_cap(config.max_connections, raise_open_files_limit())
+    if connections < config.max_connections:
+        click.echo(f"  connections:  at most {connections} (the open-files limit)", err=True)
+    uvicorn.run(
+        create_app(config, given=store), host=config.host, port=config.port, log_level="warning", access_log=False,
+        http=http_protocol(header_timeout=config.header_timeout, max_connections=connections),
+        timeout_keep_alive=config.keep_alive_timeout, limit_concurrency=connections + 1,
+    )
 
 
 @cli.command()

@@ -6,8 +6,9 @@
      ├── NotFound              a person, project or key does not exist (404)
      ├── Conflict              the request contradicts stored state (409)
      ├── StoreInUse            another server process already serves the SQLite file
-     └── StoreUnavailable      the database cannot take writes now: unreachable, restarting (503)
-          └── StoreFull        its disk is full (507)
+     ├── StoreUnavailable      the database cannot take writes now: unreachable, restarting (503)
+     │    └── StoreFull        its disk is full (507)
+     └── QueriesBusy           every query slot is taken and the queue is full (503)
 """
 
 
@@ -42,3 +43,7 @@ class StoreUnavailable(IdstitchError):
 
 class StoreFull(StoreUnavailable):
     """The database's disk (or its file size limit) is full; writes work again once space is freed."""
+
+
+class QueriesBusy(IdstitchError):
+    """Every query slot is running and the queue is full; the read may be sent again shortly."""

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import re
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from idstitch.outcomes import Rejection
+from idstitch.regexes import searches
 
 MAX_DISTINCT_ID_LENGTH = 200
 
@@ -79,14 +79,15 @@ def _json_type(value: object) -> str:
 
 @dataclass(frozen=True, slots=True)
 class IllegalIds:
-    """A project's own additions to the illegal-id list: exact values and regular expressions."""
+    """A project's own additions to the illegal-id list: exact values, and regular expressions
+    (checked by regexes.check_pattern when saved) searched in the id."""
 
     exact: frozenset[str] = frozenset()
-    patterns: tuple[re.Pattern[str], ...] = field(default=())
+    patterns: tuple[str, ...] = ()
 
     @classmethod
     def from_settings(cls, exact: list[str], patterns: list[str]) -> IllegalIds:
-        return cls(frozenset(exact), tuple(re.compile(p) for p in patterns))
+        return cls(frozenset(exact), tuple(patterns))
 
 
 NO_ADDITIONS = IllegalIds()
@@ -110,7 +111,8 @@ def is_illegal_for_identity(distinct_id: str, additions: IllegalIds = NO_ADDITIO
         return True
     if distinct_id in additions.exact:
         return True
-    return any(p.fullmatch(distinct_id) for p in additions.patterns)
+    # Searched on RE2, in time linear in the id: a pattern never holds the ingest path.
+    return any(searches(p, distinct_id) for p in additions.patterns)
 
 
 def person_id_for(project_id: int, first_distinct_id: str) -> str:

@@ -6,7 +6,6 @@ and come from the command line or the environment (Datasette's `SETTINGS`).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 from idstitch.attributes import AttributePolicy, AttributeType
 from idstitch.errors import InvalidSetting
 from idstitch.ids import IllegalIds
+from idstitch.regexes import check_pattern
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +32,7 @@ PROJECT_SETTINGS: tuple[Setting, ...] = (
     Setting("allow_merge_over_ingest", False, "Accept `$merge_dangerously` with the public ingest token."),
     Setting("identify_without_anonymous_id", "user_id", "What an identify naming no anonymous id does (PostHog `$identify` without `$anon_distinct_id`, from any SDK): `user_id` names the event's distinct id as the person's user id; `plain_event` is PostHog's rule, an ordinary event that applies its attributes and identifies nobody."),
     Setting("illegal_ids", [], "Extra distinct ids that must never be linked (exact values)."),
-    Setting("illegal_id_patterns", [], "Extra illegal distinct ids as regular expressions (full match)."),
+    Setting("illegal_id_patterns", [], "Extra illegal distinct ids as regular expressions, searched in the id (anchor with ^ and $); the same syntax as `regex` filters."),
     Setting("property_types", {}, "Declared attribute types, e.g. {\"plan\": \"string\"}; a mismatching value is dropped."),
     Setting("max_keys_per_person", 1000, "Attribute keys one person may hold."),
     Setting("max_key_length", 200, "Characters in an attribute key."),
@@ -51,6 +51,11 @@ SERVER_SETTINGS: tuple[Setting, ...] = (
     Setting("max_batch_events", 10_000, "Most events in one request.", "IDSTITCH_MAX_BATCH_EVENTS"),
     Setting("ingest_rate_limit", 50_000, "Events per second one ingest token may send (bursts of 10 s pass; 0: no limit); past it 429 with Retry-After.", "IDSTITCH_INGEST_RATE_LIMIT"),
     Setting("api_rate_limit", 100, "Requests per second one secret key may make to /api (bursts of 10 s pass; 0: no limit); past it 429 with Retry-After.", "IDSTITCH_API_RATE_LIMIT"),
+    Setting("query_slots", 4, "Queries (API and UI reads) run at once, each on a read connection of its own; ingestion never waits for them.", "IDSTITCH_QUERY_SLOTS"),
+    Setting("header_timeout", 10, "Seconds a connection has to send a request's line and headers, from opening or from its last response, and between two pieces of its body; then it is closed.", "IDSTITCH_HEADER_TIMEOUT"),
+    Setting("keep_alive_timeout", 5, "Seconds an idle keep-alive connection stays open after a response.", "IDSTITCH_KEEP_ALIVE_TIMEOUT"),
+    Setting("max_connections", 4096, "Connections open at once (at most the open-files limit, less a margin); past it a new one is answered 503 with Retry-After and closed.", "IDSTITCH_MAX_CONNECTIONS"),
+    Setting("query_queue", 16, "Queries that may wait for a slot; past them a query is answered 503 with Retry-After.", "IDSTITCH_QUERY_QUEUE"),
 )
 
 _CHOICES = {
@@ -146,10 +151,9 @@ def _check(setting: Setting, value: Any) -> Any:
             raise bad("a list of strings")
         if name == "illegal_id_patterns":
             for pattern in value:
-                try:
-                    re.compile(pattern)
-                except re.error as error:
-                    raise InvalidSetting(f"Setting {name!r}: {pattern!r} is not a regular expression ({error})") from None
+                problem = check_pattern(pattern)
+                if problem:
+                    raise InvalidSetting(f"Setting {name!r}: {problem}")
         return tuple(value)
     if isinstance(default, dict):
         types = {t.value for t in AttributeType if t is not AttributeType.NULL}

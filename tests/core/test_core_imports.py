@@ -16,7 +16,7 @@ import idstitch
 PACKAGE_DIR = Path(idstitch.__file__).parent
 CORE_MODULES = (
     "ids", "attributes", "identity", "commands", "outcomes", "first_touch",
-    "display", "clock", "settings", "errors", "engine", "warning_digest",
+    "display", "clock", "settings", "errors", "engine", "regexes", "warning_digest",
 )
 FORBIDDEN = (
     "starlette", "fastapi", "sqlite3", "msgspec", "uvicorn",

@@ -151,7 +151,7 @@ def test_ids_that_only_resemble_a_generic_id_are_legal(distinct_id: str) -> None
     assert is_illegal_for_identity(distinct_id) is False
 
 
-PROJECT_ADDITIONS = IllegalIds.from_settings(["test-user", "demo"], [r"tmp-\d+", r"(?i)bot:.*"])
+PROJECT_ADDITIONS = IllegalIds.from_settings(["test-user", "demo"], [r"^tmp-\d+$", r"(?i)bot:", r"^qa_"])
 
 
 @pytest.mark.parametrize(
@@ -162,14 +162,17 @@ PROJECT_ADDITIONS = IllegalIds.from_settings(["test-user", "demo"], [r"tmp-\d+",
         pytest.param("Test-User", False, id="exact-is-case-sensitive"),
         pytest.param("test-user-2", False, id="exact-not-prefix"),
         pytest.param("tmp-42", True, id="pattern"),
-        pytest.param("tmp-42x", False, id="pattern-must-match-whole-id"),
-        pytest.param("my-tmp-42", False, id="pattern-not-search"),
+        pytest.param("tmp-42x", False, id="anchored-pattern-must-match-whole-id"),
+        pytest.param("my-tmp-42", False, id="anchored-pattern-at-start"),
+        pytest.param("qa_abc", True, id="prefix-pattern-is-searched"),
+        pytest.param("my-qa_abc", False, id="prefix-pattern-anchored"),
         pytest.param("BOT:crawler", True, id="pattern-with-its-own-flags"),
+        pytest.param("web-bot:crawler", True, id="unanchored-pattern-found-anywhere"),
         pytest.param("null", True, id="generic-still-illegal"),
         pytest.param("user-1", False, id="ordinary"),
     ],
 )
-def test_project_additions_are_exact_values_and_full_match_patterns(distinct_id: str, illegal: bool) -> None:
+def test_project_additions_are_exact_values_and_patterns_searched_in_the_id(distinct_id: str, illegal: bool) -> None:
     assert is_illegal_for_identity(distinct_id, PROJECT_ADDITIONS) is illegal
 
 

@@ -75,8 +75,15 @@ def test_updated_settings_reach_the_attribute_policy_and_illegal_ids() -> None:
             id="not-a-list",
         ),
         pytest.param(
-            {"illegal_id_patterns": ["("]}, r"Setting 'illegal_id_patterns': '\(' is not a regular expression",
+            {"illegal_id_patterns": ["("]}, r"Setting 'illegal_id_patterns': regex '\(' does not compile",
             id="bad-pattern",
+        ),
+        pytest.param(
+            {"illegal_id_patterns": ["(a+)+$"]}, r"regex '\(a\+\)\+\$' is refused: nested quantifiers",
+            id="catastrophic-pattern-refused-as-by-filters",
+        ),
+        pytest.param(
+            {"illegal_id_patterns": ["(?<=x)y"]}, "lookahead and lookbehind assertions", id="pattern-a-linear-engine-cannot-run",
         ),
         pytest.param({"property_types": {"seats": "int"}}, "Setting 'property_types' has value", id="unknown-type"),
         pytest.param({"property_types": {"seats": "null"}}, "Setting 'property_types' has value", id="null-type"),

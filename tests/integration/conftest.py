@@ -8,6 +8,7 @@ can. `ServerProcess.kill()` sends SIGKILL to the one process it started (by its 
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -55,6 +56,8 @@ class ServerProcess:
     env: dict[str, str] = field(
         default_factory=lambda: {"IDSTITCH_INGEST_RATE_LIMIT": "0", "IDSTITCH_API_RATE_LIMIT": "0"}
     )
+    # The soft limit on open files the server starts with (None: this process's).
+    open_files: int | None = None
     port: int = 0
     starts: int = 0
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
@@ -91,8 +94,13 @@ class ServerProcess:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env=env,
+                preexec_fn=None if self.open_files is None else self._limit_open_files,
             )
         self._wait_healthy(log)
+
+    def _limit_open_files(self) -> None:
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.open_files, hard))
 
     def _wait_healthy(self, log: Path) -> None:
         deadline = time.monotonic() + START_TIMEOUT

@@ -40,7 +40,8 @@ from idstitch.query.filters import (
     parse_filter,
 )
 from idstitch.query.moments import julian_day, parse_moment
-from idstitch.query.patterns import MAX_SUBJECT_LENGTH, PatternGuard, pattern_for
+from idstitch.query.patterns import MAX_SUBJECT_LENGTH, PatternGuard
+from idstitch.regexes import pattern_for
 from idstitch.store.connection import Connection
 from idstitch.store.dialects import PatternRefused, Sql, StatementTimeout
 

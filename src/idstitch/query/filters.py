@@ -14,7 +14,8 @@ Operators (`op`) and their `value`:
     equals, not_equals          a string, number, boolean or null; types must match ("1" is not 1)
     contains, not_contains      a string: case-insensitive substring of a string value; or a scalar:
                                 an element of a list value
-    regex, not_regex            a Python regular expression, searched in string values (patterns.py)
+    regex, not_regex            a regular expression in Python's syntax, searched in string values
+                                (idstitch/regexes.py: the same language as illegal-id patterns)
     gt, gte, lt, lte            a number, or an ISO-8601 / relative time compared as a time
     before, after               an ISO-8601 or relative time ("-7d", "last 7 days", "2026-11-01")
     in, not_in                  a non-empty list of scalars
@@ -52,7 +53,7 @@ from pydantic import (
 )
 
 from idstitch.query.moments import parse_moment
-from idstitch.query.patterns import check_pattern
+from idstitch.regexes import check_pattern
 
 Op = Literal[
     "equals", "not_equals", "contains", "not_contains", "regex", "not_regex",

@@ -53,8 +53,7 @@ router = APIRouter(prefix="/api", tags=["api"], route_class=ApiRoute, responses=
 
 
 async def _read(request: Request, fn: Callable[[Connection], T]) -> T:
-    state = _state(request)
-    return await run_in_threadpool(lambda: fn(state.reader()))
+    return await _state(request).slots.run(fn)
 
 
 def _actor(key: SecretKey) -> Actor:

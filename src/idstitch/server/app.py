@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 import idstitch
 from idstitch.clock import Now, utc_now
-from idstitch.errors import StoreFull, StoreUnavailable
+from idstitch.errors import QueriesBusy, StoreFull, StoreUnavailable
 from idstitch.ingest.pipeline import Writer
 from idstitch.server import (
     api_routes,
@@ -86,15 +86,13 @@ def create_app(config: ServerConfig, now: Now = utc_now, given: Store | None = N
     )
     app.add_middleware(ApiRateLimitMiddleware, limiter=app.state.rate_limits.api)
 
-    @app.exception_handler(StoreUnavailable)
-    async def store_unavailable(request: Request, error: StoreUnavailable) -> JSONResponse:
-        # Nothing of the request was stored: clients (PostHog's included) send it again.
-        full = isinstance(error, StoreFull)
-        return JSONResponse(
-            {"type": "server_error", "code": "store_full" if full else "store_unavailable", "detail": str(error)},
-            status_code=507 if full else 503,
-            headers={"Retry-After": "10" if full else "1"},
-        )
+    # Nothing of the request was done (or stored): clients, PostHog's included, send it again.
+    for error_type, code, status, wait in (
+        (StoreUnavailable, "store_unavailable", 503, 1),
+        (StoreFull, "store_full", 507, 10),
+        (QueriesBusy, "queries_busy", 503, 1),
+    ):
+        app.add_exception_handler(error_type, _retry_later(code, status, wait))
 
     @app.get("/_health", include_in_schema=False)
     async def health(request: Request) -> JSONResponse:
@@ -105,3 +103,15 @@ def create_app(config: ServerConfig, now: Now = utc_now, given: Store | None = N
         return JSONResponse({"status": "ok"})
 
     return app
+
+
+def _retry_later(code: str, status: int, wait: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+    """An answer with Retry-After (`wait` seconds) whose body names `code` and says why."""
+
+    async def answer(request: Request, error: Exception) -> JSONResponse:
+        return JSONResponse(
+            {"type": "server_error", "code": code, "detail": str(error)},
+            status_code=status, headers={"Retry-After": str(wait)},
+        )
+
+    return answer

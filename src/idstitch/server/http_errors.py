@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from fastapi import HTTPException
 
-from idstitch.errors import Conflict, IdstitchError, NotFound, StoreUnavailable
+from idstitch.errors import Conflict, IdstitchError, NotFound, QueriesBusy, StoreUnavailable
 
 _STATUS: dict[type[IdstitchError], int] = {NotFound: 404, Conflict: 409}
 
 
 def http_error(error: IdstitchError) -> Exception:
     """What to raise for `error`: 404 or 409 where it says so, else 400 (the request is wrong);
-    a store that cannot take writes stays itself, for the app's 503/507 with `Retry-After`
-    (server/app.py): it is not the request's fault."""
-    if isinstance(error, StoreUnavailable):
+    a store that cannot take writes, or reads past the query slots, stay themselves, for the
+    app's 503/507 with `Retry-After` (server/app.py): they are not the request's fault."""
+    if isinstance(error, (StoreUnavailable, QueriesBusy)):
         return error
     return HTTPException(_STATUS.get(type(error), 400), str(error))

@@ -181,9 +181,8 @@ def _actor(key: SecretKey) -> str:
 
 
 async def _read(request: Request, fn: Callable[[Connection], T]) -> T:
-    state = _state(request)
     try:
-        return await run_in_threadpool(lambda: fn(state.reader()))
+        return await _state(request).slots.run(fn)
     except IdstitchError as error:
         raise http_error(error) from None
 

@@ -12,7 +12,6 @@ from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
-from fastapi.concurrency import run_in_threadpool
 
 from idstitch.commands import Track
 from idstitch.engine import Batch, CommandResult
@@ -47,15 +46,11 @@ def _state(request: Request) -> AppState:
 
 
 async def _query(request: Request, key: SecretKey, fn: Callable[[Connection, Compiler], T]) -> T:
-    """Run `fn` on this thread's read connection, with a compiler and a regex time budget."""
+    """Run `fn` in a query slot (server/query_slots.py), with a compiler and a regex time budget."""
     state = _state(request)
     now = state.now()
-
-    def run() -> T:
-        return run_guarded(state.reader(), key.project_id, now, fn)
-
     try:
-        return await run_in_threadpool(run)
+        return await state.slots.run(lambda conn: run_guarded(conn, key.project_id, now, fn))
     except FilterError:
         raise
     except IdstitchError as error:

@@ -10,6 +10,7 @@ from typing import Any
 
 from idstitch.clock import Now, utc_now
 from idstitch.ingest.pipeline import Writer
+from idstitch.server.query_slots import QuerySlots
 from idstitch.store.backends import Store, open_store
 from idstitch.store.connection import Connection
 from idstitch.store.projects import Project, SecretKey, key_for_secret, project_by_id, project_by_token
@@ -33,6 +34,11 @@ class ServerConfig:
     max_batch_events: int = 10_000
     ingest_rate_limit: int = 50_000
     api_rate_limit: int = 100
+    query_slots: int = 4
+    query_queue: int = 16
+    header_timeout: int = 10
+    keep_alive_timeout: int = 5
+    max_connections: int = 4096
 
     def store(self) -> Store:
         return open_store(self.database, self.data_dir)
@@ -48,12 +54,16 @@ class AppState:
     store: Store
     writer: Writer
     now: Now = utc_now
+    slots: QuerySlots = field(init=False)
     _local: threading.local = field(default_factory=threading.local)
     _projects: dict[str, tuple[float, Project]] = field(default_factory=dict)
     _readers: list[Connection] = field(default_factory=list)
     _readers_lock: threading.Lock = field(default_factory=threading.Lock)
     # What still holds the data of an erasure this process made (store.forget_erased), if anything.
     erasure_pending: str | None = None
+
+    def __post_init__(self) -> None:
+        self.slots = QuerySlots(self.store, size=self.config.query_slots, queue=self.config.query_queue)
 
     def reader(self) -> Connection:
         """This thread's read-only connection (readers never block the writer in WAL mode)."""
@@ -70,6 +80,7 @@ class AppState:
             readers, self._readers = self._readers, []
         for conn in readers:
             conn.close()
+        self.slots.close()
 
     def project_for_token(self, token: str) -> Project | None:
         cached = self._projects.get(token)

@@ -10,7 +10,6 @@ from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from fastapi import Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from idstitch.ingest.pipeline import WriteContext
@@ -54,15 +53,11 @@ def message_page(request: Request, key: SecretKey | None, status_code: int, titl
 
 
 async def query(request: Request, key: SecretKey, fn: Callable[[Connection, Compiler], T]) -> T:
-    """Run `fn` on this thread's read connection with a compiler for the key's project and the
-    regex time budget (query_routes does the same for the API)."""
+    """Run `fn` in a query slot (server/query_slots.py) with a compiler for the key's project and
+    the regex time budget (query_routes does the same for the API)."""
     state = state_of(request)
     now = state.now()
-
-    def run() -> T:
-        return run_guarded(state.reader(), key.project_id, now, fn)
-
-    return await run_in_threadpool(run)
+    return await state.slots.run(lambda conn: run_guarded(conn, key.project_id, now, fn))
 
 
 async def write(request: Request, fn: Callable[[WriteContext], T]) -> T:

@@ -71,7 +71,8 @@ class Dialect(ABC):
     # `a {is_distinct_from} b`: not equal, where NULL equals only NULL.
     is_distinct_from: str
     # The syntax `json_matches` patterns are bound in: filters are written in Python's `re`
-    # syntax, and query/patterns.py rewrites them for the engine named here.
+    # syntax (`python`: as written, for regexes.searches), and idstitch/regexes.py rewrites them
+    # for the engine named here.
     regex_syntax: str
 
     def insert_ignore(self, table_and_columns: str, values: str) -> str:
@@ -172,7 +173,7 @@ def _marks(values: list[Any]) -> str:
 
 
 class SQLiteDialect(Dialect):
-    """JSON is text read by `json_type` / `json_extract`; regexes call a Python function."""
+    """JSON is text read by `json_type` / `json_extract`; regexes call a Python function (RE2)."""
 
     name = "sqlite"
     insert_ignore_prefix = "INSERT OR IGNORE INTO"

@@ -245,4 +245,20 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
         END $$;
         """,
     ),
+    (
+        # As SQLite's 0005: saved illegal-id patterns were full-match; anchor them.
+        "0003_illegal_id_patterns_searched",
+        """
+        UPDATE projects SET settings = jsonb_set(settings, '{illegal_id_patterns}', (
+            SELECT jsonb_agg(CASE
+                WHEN p.value LIKE '(?%' AND position(')' IN p.value) > 3
+                     AND btrim(substr(p.value, 3, position(')' IN p.value) - 3), 'aiLmsux') = ''
+                THEN substr(p.value, 1, position(')' IN p.value)) || '\\A(?:' || substr(p.value, position(')' IN p.value) + 1) || ')\\Z'
+                ELSE '\\A(?:' || p.value || ')\\Z' END ORDER BY p.n)
+            FROM jsonb_array_elements_text(settings -> 'illegal_id_patterns') WITH ORDINALITY AS p(value, n)
+        ))
+        WHERE jsonb_typeof(settings -> 'illegal_id_patterns') = 'array'
+          AND jsonb_array_length(settings -> 'illegal_id_patterns') > 0;
+        """,
+    ),
 )

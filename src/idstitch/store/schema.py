@@ -215,4 +215,21 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
         ) WITHOUT ROWID;
         """,
     ),
+    (
+        # Illegal-id patterns were full-match before regexes.py made every pattern searched:
+        # anchor the saved ones, so each still blocks exactly the ids it blocked (after a
+        # leading flags group such as `(?i)`, which Python wants first).
+        "0005_illegal_id_patterns_searched",
+        """
+        UPDATE projects SET settings = json_set(settings, '$.illegal_id_patterns', json((
+            SELECT json_group_array(CASE
+                WHEN p.value LIKE '(?%' AND instr(p.value, ')') > 3
+                     AND trim(substr(p.value, 3, instr(p.value, ')') - 3), 'aiLmsux') = ''
+                THEN substr(p.value, 1, instr(p.value, ')')) || '\\A(?:' || substr(p.value, instr(p.value, ')') + 1) || ')\\Z'
+                ELSE '\\A(?:' || p.value || ')\\Z' END)
+            FROM json_each(projects.settings, '$.illegal_id_patterns') p
+        )))
+        WHERE json_type(settings, '$.illegal_id_patterns') = 'array' AND json_array_length(settings, '$.illegal_id_patterns') > 0;
+        """,
+    ),
 )
