@@ -129,6 +129,18 @@ class ServerProcess:
             self.kill()
         self.start()
 
+    def __enter__(self) -> ServerProcess:
+        """Started; `with` stops it at the end whatever happened, a failed start included."""
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
         """SIGTERM (a clean shutdown), then SIGKILL if it does not go; only the process we started."""
         process = self.process
@@ -145,9 +157,5 @@ class ServerProcess:
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServerProcess]:
     """A started server; stopped at teardown whatever the test did to it."""
-    server = ServerProcess(data_dir=tmp_path / "data", log_dir=tmp_path)
-    try:
-        server.start()
+    with ServerProcess(data_dir=tmp_path / "data", log_dir=tmp_path) as server:
         yield server
-    finally:
-        server.stop()

@@ -80,12 +80,8 @@ def stored(database: Path, body: dict) -> int:
 
 @pytest.fixture
 def server_on(disk: Path, tmp_path: Path) -> Iterator[ServerProcess]:
-    server = ServerProcess(data_dir=disk / "data", log_dir=tmp_path)
-    try:
-        server.start()
+    with ServerProcess(data_dir=disk / "data", log_dir=tmp_path) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_full_disk_refuses_with_507_then_recovers_by_itself(disk: Path, server_on: ServerProcess) -> None:

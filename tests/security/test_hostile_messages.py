@@ -68,6 +68,20 @@ def test_escaped_backslashes_and_real_surrogate_pairs_are_left_as_they_are(fuzz_
     assert person["properties"] == {"text": "\\ud800", "emoji": "\U0001f600", "lone": "\ufffd\ufffd"}
 
 
+# -- NUL in the ids a batch claims ----------------------------------------------------------
+
+def test_a_nul_in_an_event_uuid_or_session_id_keeps_the_batch(fuzz_client):
+    # PostgreSQL text cannot hold NUL: the claimed uuids and session ids are looked up as arrays.
+    batch = [
+        {"type": "track", "event": "x", "distinct_id": "nul-ids", "uuid": "\x00", "session_id": "s"},
+        {"type": "track", "event": "x", "distinct_id": "nul-ids", "uuid": uuid_of(1, 0x40), "session_id": "s-\x00"},
+        {"type": "track", "event": "x", "distinct_id": "nul-ids", "uuid": uuid_of(2, 0x40)},
+    ]
+    response = fuzz_client.post("/ingest/batch", json={"batch": batch}, headers=NATIVE)
+    assert response.status_code == 200, response.text
+    assert stored_uuids(fuzz_client.config, [uuid_of(1, 0x40), uuid_of(2, 0x40)]) == {uuid_of(1, 0x40), uuid_of(2, 0x40)}
+
+
 # -- times at the edge of the calendar -------------------------------------------------------
 
 EDGE_TIMESTAMPS = [

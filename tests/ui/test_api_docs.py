@@ -18,12 +18,8 @@ from tests.integration.conftest import ServerProcess
 @pytest.fixture(scope="module")
 def docs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     root: Path = tmp_path_factory.mktemp("docs")
-    server = ServerProcess(data_dir=root / "data", log_dir=root)
-    try:
-        server.start()
+    with ServerProcess(data_dir=root / "data", log_dir=root) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_the_docs_page_loads_only_assets_of_its_own_origin(client: TestClient) -> None:

@@ -53,7 +53,10 @@ router = APIRouter(prefix="/api", tags=["api"], route_class=ApiRoute, responses=
 
 
 async def _read(request: Request, fn: Callable[[Connection], T]) -> T:
-    return await _state(request).slots.run(fn)
+    try:
+        return await _state(request).slots.run(fn)
+    except IdstitchError as error:
+        raise http_error(error) from None
 
 
 def _actor(key: SecretKey) -> Actor:
@@ -113,10 +116,7 @@ async def person_links(
 ) -> Any:
     """The identity log entries about this person's ids, refusals included, oldest first."""
     await _person_or_404(request, key, person_id)
-    try:
-        page = await _read(request, lambda conn: reads.links_page(conn, key.project_id, person_id, limit, cursor))
-    except IdstitchError as error:
-        raise http_error(error) from None
+    page = await _read(request, lambda conn: reads.links_page(conn, key.project_id, person_id, limit, cursor))
     return {"results": page.results, "next": page.next_cursor}
 
 
@@ -130,10 +130,7 @@ async def person_events(
 ) -> Any:
     """The person's events from all its devices and ids, newest first."""
     await _person_or_404(request, key, person_id)
-    try:
-        page = await _read(request, lambda conn: reads.events_page(conn, key.project_id, person_id, limit, cursor))
-    except IdstitchError as error:
-        raise http_error(error) from None
+    page = await _read(request, lambda conn: reads.events_page(conn, key.project_id, person_id, limit, cursor))
     return {"results": page.results, "next": page.next_cursor}
 
 
@@ -188,10 +185,7 @@ async def warnings(
     cursor: str | None = None,
 ) -> Any:
     """Ingestion warnings, newest first: every refusal and alteration idstitch made."""
-    try:
-        page = await _read(request, lambda conn: reads.warnings_page(conn, key.project_id, limit, cursor, type))
-    except IdstitchError as error:
-        raise http_error(error) from None
+    page = await _read(request, lambda conn: reads.warnings_page(conn, key.project_id, limit, cursor, type))
     return {"results": page.results, "next": page.next_cursor}
 
 
@@ -200,10 +194,7 @@ async def dead_letters(
     request: Request, key: Key, limit: Annotated[int, Query(ge=1, le=1000)] = 100, cursor: str | None = None
 ) -> Any:
     """Events that were rejected, kept as they were received, newest first."""
-    try:
-        page = await _read(request, lambda conn: reads.dead_letters_page(conn, key.project_id, limit, cursor))
-    except IdstitchError as error:
-        raise http_error(error) from None
+    page = await _read(request, lambda conn: reads.dead_letters_page(conn, key.project_id, limit, cursor))
     return {"results": page.results, "next": page.next_cursor}
 
 

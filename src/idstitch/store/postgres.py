@@ -167,14 +167,27 @@ def storable(values: Sequence[Any]) -> Sequence[Any]:
     """`values` with each NUL character, raw or as a JSON `\\u0000` escape, replaced by U+FFFD.
 
     PostgreSQL text cannot hold NUL and jsonb refuses `\\u0000`, where SQLite stores both (an
-    event name or a property value may carry one from public ingest). Values without one, nearly
-    all, are passed on as they are.
+    event name or a property value may carry one from public ingest); lists (text arrays, as
+    in `= ANY(?)` over claimed uuids or session ids) are replaced in the same way. Values without
+    one, nearly all, are passed on as they are.
     """
-    if not any(isinstance(v, str) and ("\x00" in v or "\\u0000" in v) for v in values):
+    if not any(_holds_nul(v) for v in values):
         return values
-    return [
-        _JSON_NUL.sub(r"\1\\ufffd", v.replace("\x00", "\ufffd")) if isinstance(v, str) else v for v in values
-    ]
+    return [_without_nul(v) for v in values]
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value or "\\u0000" in value
+    return isinstance(value, list) and any(_holds_nul(item) for item in value)
+
+
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return _JSON_NUL.sub(r"\1\\ufffd", value.replace("\x00", "\ufffd"))
+    if isinstance(value, list):
+        return [_without_nul(item) for item in value]
+    return value
 
 
 @contextlib.contextmanager
