@@ -46,10 +46,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from idstitch.attributes import AttributeOps, OperationContext, PersonAttributes, apply_operations
+from idstitch.attributes import AttributeOps, OperationContext, PersonAttributes
 from idstitch.commands import INGEST, Command, Event, Identify, Track
 from idstitch.engine import LinkEntry, PersonCache, PersonRow, StoredEvent
-from idstitch.first_touch import automatic_ops, explicit_ops, lifted_properties
+from idstitch.first_touch import apply_event_operations, lifted_properties
 from idstitch.identity import Action, Holder, LinkKind, decide_link
 from idstitch.ids import person_id_for
 from idstitch.ingest.pipeline import WriteContext, ingest_function
@@ -294,11 +294,10 @@ def bulk_load(path: Path, events: int, seed: int) -> int:
                 person.row.created_at = min(person.row.created_at, event.timestamp)
                 context = OperationContext(event.timestamp, seq, event.uuid, event.distinct_id,
                                            any(is_user for is_user, _ in person.ids.values()))
-                auto = automatic_ops(lifted_properties(event.properties, event.name), event.ops, person.attributes)
-                if auto:
-                    apply_operations(person.attributes, auto, context, policy)
-                if event.ops:
-                    warnings += apply_operations(person.attributes, explicit_ops(event.ops), context, policy).warnings
+                lifted = lifted_properties(event.properties, event.name)
+                applied = apply_event_operations(person.attributes, event.name, lifted, event.ops, context, policy).explicit
+                if applied is not None:
+                    warnings += applied.warnings
             persons += alive.values()
         store.insert_events(kept)
         store.save_persons([person.row for person in persons], new=True)

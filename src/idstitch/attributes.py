@@ -219,6 +219,17 @@ class PersonAttributes:
             self.present_keys += 1
         self.items[key] = attribute
 
+    def restore(self, earlier: Mapping[str, Attribute | None]) -> None:
+        """Put these keys back as they were (None: the key was not there)."""
+        for key, attribute in earlier.items():
+            if attribute is not None:
+                self.put(key, attribute)
+            elif key in self.items:
+                removed = self.items.pop(key)
+                if removed.is_present:
+                    self.total_bytes -= encoded_size(key, removed.value)
+                    self.present_keys -= 1
+
     def merged_under(self, target: PersonAttributes) -> PersonAttributes:
         """This (source) person's keys under the target's: keys present on both keep the target's value."""
         merged = PersonAttributes(dict(self.items))

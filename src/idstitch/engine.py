@@ -19,7 +19,6 @@ from idstitch.attributes import (
     AttributeOps,
     OperationContext,
     PersonAttributes,
-    apply_operations,
 )
 from idstitch.clock import Now
 from idstitch.commands import (
@@ -35,7 +34,7 @@ from idstitch.commands import (
     Track,
 )
 from idstitch.errors import Conflict, InvalidRequest, NotFound
-from idstitch.first_touch import automatic_ops, explicit_ops, lifted_properties
+from idstitch.first_touch import apply_event_operations, lifted_properties
 from idstitch.identity import (
     Action,
     Decision,
@@ -551,16 +550,11 @@ class Batch:
         identified = person.row.is_identified or bool(person.user_ids)
         context = OperationContext(event.timestamp, seq, event.uuid, event.distinct_id, identified)
         attributes = self._attributes(person)
-        policy = self.settings.attribute_policy
-        auto = automatic_ops(lifted, event.ops, attributes)
-        if auto and policy.enabled:
-            # Automatic attributes are ours, not the sender's: never a warning of their own.
-            person.dirty_keys |= apply_operations(attributes, auto, context, policy).changed
-        if event.ops:
-            applied = apply_operations(attributes, explicit_ops(event.ops), context, policy)
-            person.dirty_keys |= applied.changed
-            result.warnings.extend(applied.warnings)
-            self._keep_ops(seq, applied.kept)
+        changes = apply_event_operations(attributes, event.name, lifted, event.ops, context, self.settings.attribute_policy)
+        person.dirty_keys |= changes.changed
+        if changes.explicit is not None:
+            result.warnings.extend(changes.explicit.warnings)
+            self._keep_ops(seq, changes.explicit.kept)
 
     def _store_event(self, event: Event) -> int:
         seq = self.store.next_seq()
@@ -635,11 +629,8 @@ class Batch:
             if not replay.process_person:
                 continue
             context = OperationContext(replay.timestamp, replay.seq, replay.uuid, replay.distinct_id, has_user_id)
-            # The same operations ingestion applied: automatic values, then the event's own.
-            auto = automatic_ops(lifted_properties(replay.properties, replay.name), replay.ops, attributes)
-            for ops in (auto, explicit_ops(replay.ops)):
-                if ops:
-                    apply_operations(attributes, ops, context, policy)
+            lifted = lifted_properties(replay.properties, replay.name)
+            apply_event_operations(attributes, replay.name, lifted, replay.ops, context, policy)
         return attributes, first_seen
 
     def _import(self, command: ImportPerson, result: CommandResult) -> None:

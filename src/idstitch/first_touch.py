@@ -14,7 +14,11 @@ rules of our own:
 * An unchanged latest value is not written again, so a hundred page views in one browser do not
   rewrite the person a hundred times. (It keeps the time it was first set: an older event with
   another value that arrives late can then win. For device and page properties that is the
-  price of not rewriting; PostHog does not write changes of these keys at all.)
+  price of not rewriting.)
+
+And one of PostHog's (posthog-reference.md §5.5): an ordinary event whose only changes are new
+values of noisy keys the person already has (`$current_url`, `$browser`, ...) writes nothing;
+the next event that changes anything else, or an identify, writes its own values.
 
 Since `set_once` keeps the earliest event's value, a late-arriving older page view still wins
 the `$initial_*` keys, whatever order events come in.
@@ -24,9 +28,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, NamedTuple
 
-from idstitch.attributes import NO_OPS, AttributeOps, PersonAttributes
+from idstitch.attributes import (
+    NO_OPS,
+    Applied,
+    AttributeOps,
+    AttributePolicy,
+    OperationContext,
+    PersonAttributes,
+    apply_operations,
+)
 
 CAMPAIGN_KEYS = (
     "utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term", "utm_name",
@@ -47,6 +59,16 @@ _FIRST_ONLY = ("$host",)
 FIRST_TOUCH_KEYS: dict[str, str] = {
     name: f"$initial_{name.removeprefix('$')}" for name in (*LATEST_AND_FIRST, *_FIRST_ONLY)
 }
+
+# PostHog's filtered keys (§5.5): new values of these alone do not make an ordinary event write
+# the person, when the person has them already. `$initial_*` keys are never among them.
+QUIET_KEYS = frozenset({
+    "$current_url", "$pathname", "$referring_domain", "$referrer", "$screen_height", "$screen_width",
+    "$viewport_height", "$viewport_width", "$browser", "$browser_version", "$device_type",
+    "$raw_user_agent", "$os", "$os_name", "$os_version",
+})
+# Events whose changes are always written.
+_ALWAYS_WRITTEN = frozenset({"$identify", "$create_alias", "$merge_dangerously", "$set"})
 
 # Events that describe no visit of a page: their properties say nothing about the person.
 _SKIPPED_EVENTS = frozenset({"$snapshot", "$performance_event", "$exception", "$$heatmap", "$import"})
@@ -102,3 +124,37 @@ def _said_none(key: str, value: Any) -> bool:
 def _holds(attributes: PersonAttributes, key: str, value: Any) -> bool:
     current = attributes.items.get(key)
     return current is not None and current.is_present and type(current.value) is type(value) and current.value == value
+
+
+class EventChanges(NamedTuple):
+    """What one event did to a person's attributes."""
+
+    changed: set[str]  # keys whose stored state changed
+    explicit: Applied | None  # the event's own operations as applied (None: it had none)
+
+
+def apply_event_operations(
+    attributes: PersonAttributes,
+    event_name: str,
+    lifted: Mapping[str, Any],
+    ops: AttributeOps,
+    context: OperationContext,
+    policy: AttributePolicy,
+) -> EventChanges:
+    """An event's automatic values, then its own operations, on a person's attributes in place:
+    the one order ingestion and a split's re-derivation both follow."""
+    auto = automatic_ops(lifted, ops, attributes) if policy.enabled else NO_OPS
+    earlier = {key: attributes.items.get(key) for key in auto.set}
+    # Automatic attributes are ours, not the sender's: never a warning of their own.
+    changed = apply_operations(attributes, auto, context, policy).changed if auto else set()
+    explicit = apply_operations(attributes, explicit_ops(ops), context, policy) if ops else None
+    if changed and not (explicit and explicit.changed) and _quiet(event_name, changed, earlier):
+        attributes.restore(earlier)
+        changed = set()
+    return EventChanges(changed | explicit.changed if explicit else changed, explicit)
+
+
+def _quiet(event_name: str, changed: set[str], earlier: Mapping[str, Any]) -> bool:
+    if event_name in _ALWAYS_WRITTEN:
+        return False
+    return all(key in QUIET_KEYS and earlier.get(key) is not None and earlier[key].is_present for key in changed)

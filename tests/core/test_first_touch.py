@@ -137,16 +137,36 @@ def attribute_rows(engine, key: str) -> list[tuple[Any, ...]]:
 def test_latest_values_follow_the_events_and_an_unchanged_value_is_not_written_again(engine) -> None:
     chrome = {"$browser": "Chrome", "$current_url": "https://shop.example/"}
     engine.apply(track("anon-1", minute=0, uuid="first", properties=chrome))
-    written = attribute_rows(engine, "$browser")
-    engine.apply(track("anon-1", minute=1, uuid="again", properties={**chrome, "$current_url": "https://shop.example/a"}))
-    assert attribute_rows(engine, "$browser") == written  # the same row, not rewritten
-    assert attribute_rows(engine, "$current_url")[0][-1] == "again"
-    engine.apply(track("anon-1", minute=2, properties={"$browser": "Firefox"}))
+    browser, page = attribute_rows(engine, "$browser"), attribute_rows(engine, "$current_url")
+    # PostHog (§5.5): an ordinary event whose only change is a noisy key the person has writes nothing.
+    engine.apply(track("anon-1", minute=1, uuid="page-a", properties={**chrome, "$current_url": "https://shop.example/a"}))
+    assert (attribute_rows(engine, "$browser"), attribute_rows(engine, "$current_url")) == (browser, page)
+    # Any other change writes the event's noisy values with it; an unchanged value is still not rewritten.
+    engine.apply(track("anon-1", minute=2, uuid="pro", properties={**chrome, "$current_url": "https://shop.example/b"},
+                       set={"plan": "pro"}))
+    assert attribute_rows(engine, "$current_url")[0][-1] == "pro"
+    assert attribute_rows(engine, "$browser") == browser
+    # A `$set` event always writes.
+    engine.apply(track("anon-1", "$set", minute=3, properties={"$browser": "Firefox"}))
     assert engine.properties("anon-1") == {
         "$browser": "Firefox",
         "$initial_browser": "Chrome",
-        "$current_url": "https://shop.example/a",
+        "$current_url": "https://shop.example/b",
         "$initial_current_url": "https://shop.example/",
+        "plan": "pro",
+    }
+
+
+def test_a_noisy_key_the_person_lacks_is_written_and_initial_values_are_never_quiet(engine) -> None:
+    engine.apply(track("anon-1", minute=1, properties={"$browser": "Chrome"}))
+    engine.apply(track("anon-1", minute=2, properties={"$browser": "Chrome", "$current_url": "https://shop.example/"}))
+    # An older page view arriving late moves the first-touch value: that is written, with the rest.
+    engine.apply(track("anon-1", minute=0, properties={"$browser": "Safari", "$current_url": "https://shop.example/old"}))
+    assert engine.properties("anon-1") == {
+        "$browser": "Chrome",
+        "$initial_browser": "Safari",
+        "$current_url": "https://shop.example/",
+        "$initial_current_url": "https://shop.example/old",
     }
 
 
