@@ -3,42 +3,23 @@ JSON query parameters (`filter=`) and JSON form fields.
 
 A lone UTF-16 surrogate escape (`"\\ud800"`: JavaScript's `JSON.stringify` emits one for a string
 cut in the middle of an emoji) decodes to U+FFFD, the way a browser shows it, instead of a
-string that no store can encode. Invalid UTF-8 and NaN stay refused; values nested deeper
-than ingest allows are refused as they are there.
+string that no store can encode: the ingest routes' rule (`ingest/decoding.py`). Invalid UTF-8
+and NaN stay refused; values nested deeper than ingest allows are refused as they are there.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import msgspec
 
-from idstitch.ingest.decoding import MAX_NESTING, nests_deeper_than
+from idstitch.ingest.decoding import MAX_NESTING, nests_deeper_than, replace_lone_surrogates
 
 _decode = msgspec.json.Decoder().decode
-
-# An escape is a backslash and what follows it, read left to right, so `\\ud800` (an escaped
-# backslash, then the letters) is not an escape of a surrogate. A high surrogate followed by a
-# low one is a pair and stays; any other surrogate escape is lone.
-_ESCAPE = re.compile(rb"\\(?:u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|u[dD][89a-fA-F][0-9a-fA-F]{2}|.)", re.S)
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 class JsonInputError(ValueError):
     """The text is not a JSON document idstitch accepts; the message says why."""
-
-
-def _replace_lone(match: re.Match[bytes]) -> bytes:
-    escape = match.group()
-    return b"\\ufffd" if len(escape) == 6 else escape  # 12 bytes: a pair; 2: any other escape
-
-
-def replace_lone_surrogates(text: bytes) -> bytes:
-    """JSON text with every lone surrogate escape replaced by `\\ufffd`."""
-    if not _SURROGATE_ESCAPE.search(text):
-        return text
-    return _ESCAPE.sub(_replace_lone, text)
 
 
 def decode_json(text: bytes | str) -> Any:
