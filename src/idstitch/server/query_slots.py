@@ -25,7 +25,10 @@ from idstitch.store.connection import Connection
 
 T = TypeVar("T")
 
+
 class QuerySlots:
+    """`size` read threads with a connection each, and `queue` places to wait for one."""
+
     def __init__(self, store: Store, *, size: int, queue: int) -> None:
         self.store = store
         self.size = size
