@@ -1,10 +1,11 @@
 """Exceptions, for misuse and bad configuration only (refusals and rejections are values).
 
     IdstitchError
-     ├── InvalidSetting        a setting's name or value is wrong
-     ├── InvalidRequest        an API request is malformed (the server answers 400)
-     ├── NotFound              a person, project or key does not exist (404)
-     ├── Conflict              the request contradicts stored state (409)
+     ├── RequestError          the caller's to fix (4xx); a store fault never is one
+     │    ├── InvalidSetting   a setting's name or value is wrong
+     │    ├── InvalidRequest   an API request is malformed (the server answers 400)
+     │    ├── NotFound         a person, project or key does not exist (404)
+     │    └── Conflict         the request contradicts stored state (409)
      ├── StoreInUse            another server process already serves the SQLite file
      ├── StoreUnavailable      the database cannot take writes now: unreachable, restarting (503)
      │    └── StoreFull        its disk is full (507)
@@ -16,19 +17,23 @@ class IdstitchError(Exception):
     """Base of every error idstitch raises on purpose."""
 
 
-class InvalidSetting(IdstitchError):
+class RequestError(IdstitchError):
+    """What was asked cannot be done as asked; the message tells the caller what to change."""
+
+
+class InvalidSetting(RequestError):
     """A setting has an unknown name or a value of the wrong kind."""
 
 
-class InvalidRequest(IdstitchError):
+class InvalidRequest(RequestError):
     """An API request is malformed; the message names the field and the value."""
 
 
-class NotFound(IdstitchError):
+class NotFound(RequestError):
     """The named person, project or key does not exist."""
 
 
-class Conflict(IdstitchError):
+class Conflict(RequestError):
     """The request contradicts what is stored, such as importing an id that is already taken."""
 
 

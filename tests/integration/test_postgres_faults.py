@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import re
 import threading
 import time
 import uuid
@@ -24,6 +25,7 @@ import pytest
 
 from tests.integration.conftest import INGEST_TOKEN, SECRET_KEY, ServerProcess
 from tests.postgres_server import PostgresServer
+from tests.ui.conftest import csrf_of, sign_in
 
 VISITORS = 200
 BATCHES = 120
@@ -169,3 +171,30 @@ def test_a_database_that_cannot_write_gets_503_then_recovers(database: PostgresS
     with psycopg.connect(dsn) as conn:
         stored = {row[0] for row in conn.execute("SELECT uuid FROM events WHERE uuid = ANY(%s)", (uuids,))}
     assert stored == {e["uuid"] for i in (0, 2) for e in work[i]["batch"]}
+
+
+def test_the_ui_answers_503_not_a_form_error_when_the_database_cannot_write(
+    database: PostgresServer, tmp_path: Path
+) -> None:
+    """A store fault is not the operator's mistake: the UI's forms answer 503 with Retry-After,
+    as the API does, instead of showing it as a refused form (409)."""
+    dsn = database.create_database("idstitch_ui")
+    with ServerProcess(data_dir=tmp_path / "server", log_dir=tmp_path, database_url=dsn) as server, \
+            httpx.Client(base_url=server.base_url, timeout=15.0) as browser:
+        assert sign_in(browser, SECRET_KEY).status_code == 303  # type: ignore[arg-type]
+        page = browser.get("/ui/settings")
+        created = browser.post("/ui/settings/keys", data={"csrf_token": csrf_of(page.text), "label": "spare"})
+        assert created.status_code == 200, created.text
+        spare = max(int(n) for n in re.findall(r"/ui/settings/keys/(\d+)/revoke", created.text))
+        with psycopg.connect(database.dsn_for("postgres"), autocommit=True) as admin:
+            admin.execute("ALTER SYSTEM SET default_transaction_read_only = on")
+            admin.execute("SELECT pg_reload_conf()")
+            time.sleep(0.5)  # every backend reads the new setting
+            try:
+                revoked = browser.post(f"/ui/settings/keys/{spare}/revoke", data={"csrf_token": csrf_of(created.text)})
+            finally:
+                admin.execute("ALTER SYSTEM RESET default_transaction_read_only")
+                admin.execute("SELECT pg_reload_conf()")
+        assert revoked.status_code == 503, revoked.text[:300]
+        assert revoked.headers["Retry-After"]
+        assert "cannot write" in revoked.text

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 import idstitch
 from idstitch.clock import Now, utc_now
@@ -105,13 +106,15 @@ def create_app(config: ServerConfig, now: Now = utc_now, given: Store | None = N
     return app
 
 
-def _retry_later(code: str, status: int, wait: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
-    """An answer with Retry-After (`wait` seconds) whose body names `code` and says why."""
+def _retry_later(code: str, status: int, wait: int) -> Callable[[Request, Exception], Awaitable[Response]]:
+    """An answer with Retry-After (`wait` seconds) whose body names `code` and says why: a page
+    for the UI's browser, JSON for everyone else."""
 
-    async def answer(request: Request, error: Exception) -> JSONResponse:
-        return JSONResponse(
-            {"type": "server_error", "code": code, "detail": str(error)},
-            status_code=status, headers={"Retry-After": str(wait)},
-        )
+    async def answer(request: Request, error: Exception) -> Response:
+        headers = {"Retry-After": str(wait)}
+        if request.url.path.startswith("/ui"):
+            page = f"<!doctype html><title>Try again</title><p>{html.escape(str(error))}</p><p>Try again in {wait} s.</p>"
+            return HTMLResponse(page, status_code=status, headers=headers)
+        return JSONResponse({"type": "server_error", "code": code, "detail": str(error)}, status_code=status, headers=headers)
 
     return answer

@@ -16,7 +16,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 
-from idstitch.errors import IdstitchError
+from idstitch.errors import RequestError
 from idstitch.ingest.pipeline import WriteContext
 from idstitch.query import events, lookups, people, sessions
 from idstitch.query import segments as saved
@@ -190,7 +190,7 @@ async def users(request: Request) -> Response:
     error = None
     try:
         data = await query(request, key, run)
-    except (FilterError, FormError, IdstitchError) as failure:
+    except (FilterError, FormError, RequestError) as failure:
         error = problems(failure)
         data = {"exact": [], "persons": [], "next": None, "last_seen": {}, "segments": []}
     return page(request, key, "users.html", "users", status_code=400 if error else 200, title="Users", error=error,
@@ -260,7 +260,7 @@ async def person(request: Request, person_id: str) -> Response:
 
     try:
         data = await query(request, key, run)
-    except IdstitchError as failure:
+    except RequestError as failure:
         return message_page(request, key, 400, "Bad request", str(failure))
     if data is None:
         return message_page(request, key, 404, "Not found", f"No person with id {person_id!r}: it may have been merged into another or deleted.")
@@ -309,7 +309,7 @@ async def session_list(request: Request) -> Response:
     error = None
     try:
         data = await query(request, key, run)
-    except (FilterError, FormError, IdstitchError) as failure:
+    except (FilterError, FormError, RequestError) as failure:
         error = problems(failure)
         data = {"sessions": [], "next": None, "segments": [], "subject": None}
     return page(request, key, "sessions.html", "sessions", status_code=400 if error else 200, title="Sessions",
@@ -334,7 +334,7 @@ async def session_detail(request: Request, session_id: str) -> Response:
 
     try:
         data = await query(request, key, run)
-    except IdstitchError as failure:
+    except RequestError as failure:
         return message_page(request, key, 400, "Bad request", str(failure))
     if data is None:
         return message_page(request, key, 404, "Not found", f"No session with id {session_id!r}.")
@@ -358,7 +358,7 @@ async def warning_list(request: Request) -> Response:
 
     try:
         data = await query(request, key, run)
-    except IdstitchError as failure:
+    except RequestError as failure:
         return message_page(request, key, 400, "Bad request", str(failure))
     return page(request, key, "warnings.html", "warnings", title="Ingestion warnings", kind=kind, cursor=cursor,
                  descriptions=WARNING_TYPES, **data)
@@ -421,6 +421,6 @@ async def key_revoke(request: Request, key_id: str) -> Response:
         await write(
             request, lambda context: privacy.revoke_secret_key(context.conn, key.project_id, number, actor(key), context.now())
         )
-    except IdstitchError as error:
+    except RequestError as error:
         return await _settings_page(request, key, status_code=409, error=str(error))
     return redirect(f"/ui/settings?notice=Key+{number}+revoked.")

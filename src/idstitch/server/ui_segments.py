@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from idstitch.errors import IdstitchError
+from idstitch.errors import RequestError
 from idstitch.ingest.pipeline import WriteContext
 from idstitch.query import counts, people
 from idstitch.query import segments as saved
@@ -120,7 +120,7 @@ async def segments_page(request: Request) -> Response:
             data.update(rows=rows, match=match, filter_text=filter_text, document=document)
             node: FilterNode | None = parse_filter(document) if document is not None else None
             _fill(conn, compiler, key, node, options, now, data)
-        except (FilterError, FormError, IdstitchError) as error:
+        except (FilterError, FormError, RequestError) as error:
             data["error"] = problems(error)
             data.setdefault("rows", ui_forms.rows_from(params, min(ui_forms.MAX_ROWS, _int(params.get("rows", "0")))))
             data.setdefault("match", "all")
@@ -192,7 +192,7 @@ async def segment_save(request: Request) -> Response:
 
     try:
         created = await write(request, store)
-    except (IdstitchError, FilterError) as error:
+    except (RequestError, FilterError) as error:
         return page(request, key, "error.html", "segments", status_code=409, title="Segment not saved", message=problems(error))
     chart = {name: form.get(f"chart_{name}") for name in _chart_options({}) if form.get(f"chart_{name}")}
     return redirect("/ui/segments?" + urlencode({"segment_id": created["id"], **chart, "notice": "Segment saved."}))
@@ -211,7 +211,7 @@ async def segment_delete(request: Request, number: str) -> Response:
 
     try:
         await write(request, remove)
-    except IdstitchError as error:
+    except RequestError as error:
         return page(request, key, "error.html", "segments", status_code=409, title="Segment not deleted", message=str(error))
     return redirect("/ui/segments?notice=Segment+deleted.")
 
