@@ -278,6 +278,9 @@ def test_acknowledged_batches_survive_sigkill_and_resending_every_batch_stores_e
     workload = make_workload(server.ingest_token, seed)
     sent = workload.all_uuids
     assert len(sent) == BATCHES * BATCH_SIZE
+    # 0. The writer's connection itself reports the durability the guarantee rests on.
+    status = httpx.get(f"{server.base_url}/api/status", headers={"Authorization": f"Bearer {server.secret_key}"})
+    assert status.json()["durability"] == {"journal_mode": "wal", "synchronous": "full"}, status.text
 
     # 1. Stream, and SIGKILL the server once some batches are acknowledged, with requests in flight.
     first, unanswered = stream_and_kill(server, workload, seed, kill_after_acks)

@@ -209,6 +209,7 @@ async def status(request: Request, key: Key) -> Any:
         "version": idstitch.__version__,
         "store": state.store.description,
         **sizes,
+        "durability": dict(writer.session.durability),
         "writer": {"running": writer.stopped is None, "fault": None if fault is None else str(fault)},
     }
 

@@ -185,4 +185,8 @@ class Status(BaseModel):
     store: str = Field(description="The SQLite file, or the PostgreSQL URL without its password.")
     database_bytes: int | None = Field(description="The database on disk.")
     wal_bytes: int | None = Field(description="Its write-ahead log (SQLite's `-wal` file, or PostgreSQL's WAL where this role may list it).")
+    durability: dict[str, str] = Field(
+        description="The writer connection's durability settings as the database reports them:"
+        " SQLite `journal_mode` and `synchronous`, PostgreSQL `fsync` and `synchronous_commit`."
+    )
     writer: WriterStatus

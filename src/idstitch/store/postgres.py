@@ -357,6 +357,11 @@ class PostgresWriteSession:
     def __init__(self, dsn: str, now: Now) -> None:
         self.now = now
         self.conn = open_database(dsn)
+        # Read back, not assumed: what `/api/status` shows.
+        self.durability = {
+            name: str(row[0]) for name in ("fsync", "synchronous_commit")
+            for row in self.conn.execute(f"SHOW {name}").fetchall()
+        }
         self._seqs: deque[int] = deque()
         self._claimed_new: dict[int, set[str]] = {}
         self._preexisting: dict[int, set[str]] = {}

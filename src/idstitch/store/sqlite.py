@@ -141,6 +141,9 @@ _UPSERT_SESSION = (
 BUSY_CHECKPOINT_SECONDS = 0.2
 
 
+_SYNCHRONOUS = {0: "off", 1: "normal", 2: "full", 3: "extra"}
+
+
 class SQLiteWriteSession:
     """The writer's transactions on one SQLite file (store/transactions.py `WriteSession`).
 
@@ -158,6 +161,12 @@ class SQLiteWriteSession:
         # Checkpoints run between groups, instead of inside whichever commit crosses the WAL
         # size threshold (that made one request in every few pay for copying the WAL back).
         self.conn.execute("PRAGMA wal_autocheckpoint = 0")
+        # Read back, not assumed: what `/api/status` shows and the durability tests check.
+        synchronous = self.conn.execute("PRAGMA synchronous").fetchone()[0]
+        self.durability = {
+            "journal_mode": self.conn.execute("PRAGMA journal_mode").fetchone()[0],
+            "synchronous": _SYNCHRONOUS.get(synchronous, str(synchronous)),
+        }
         self._seq = 0
         self._data_version: int | None = None
         self._commits_since_checkpoint = 0

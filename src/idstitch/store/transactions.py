@@ -11,7 +11,7 @@ deadlock.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -71,6 +71,11 @@ class WriteSession(Protocol):
 
     @property
     def conn(self) -> Connection: ...
+
+    @property
+    def durability(self) -> Mapping[str, str]:
+        """The writer connection's durability settings, as the database reports them."""
+        ...
 
     @property
     def serialises_everything(self) -> bool:
