@@ -60,13 +60,10 @@ FIRST_TOUCH_KEYS: dict[str, str] = {
     name: f"$initial_{name.removeprefix('$')}" for name in (*LATEST_AND_FIRST, *_FIRST_ONLY)
 }
 
-# PostHog's filtered keys (§5.5): new values of these alone do not make an ordinary event write
-# the person, when the person has them already. `$initial_*` keys are never among them.
-QUIET_KEYS = frozenset({
-    "$current_url", "$pathname", "$referring_domain", "$referrer", "$screen_height", "$screen_width",
-    "$viewport_height", "$viewport_width", "$browser", "$browser_version", "$device_type",
-    "$raw_user_agent", "$os", "$os_name", "$os_version",
-})
+# PostHog's filtered keys (§5.5) among those lifted: new values of these alone do not make an
+# ordinary event write the person, when the person has them already. Campaign keys and
+# `$initial_*` keys are never among them.
+QUIET_KEYS = frozenset(LATEST_AND_FIRST) - _CAMPAIGN
 # Events whose changes are always written.
 _ALWAYS_WRITTEN = frozenset({"$identify", "$create_alias", "$merge_dangerously", "$set"})
 
