@@ -36,6 +36,8 @@ def read_uuid(raw: Any, field: str) -> str | Rejection:
         return uuid7()
     if not isinstance(raw, str) or not raw or len(raw) > MAX_UUID_LENGTH:
         return Rejection(f"`{field}` must be a non-empty string of at most {MAX_UUID_LENGTH} characters")
+    if "\x00" in raw:  # as for distinct ids (§2): PostgreSQL cannot store it, and no client sends one
+        return Rejection(f"`{field}` must not contain a NUL character")
     return raw
 
 
