@@ -76,3 +76,30 @@ def test_serve_reads_its_settings_from_the_environment():
     result = CliRunner().invoke(cli, ["serve", "--help"])
     for variable in ("IDSTITCH_DATA_DIR", "IDSTITCH_PORT", "IDSTITCH_HOST", "IDSTITCH_INGEST_TOKEN", "IDSTITCH_SECRET_KEY"):
         assert variable in result.output
+
+
+def test_merge_then_undo_from_the_command_line_with_dry_runs_first(config: ServerConfig):
+    with TestClient(create_app(config)) as client:
+        for user, device in (("ann", "ann-phone"), ("bob", "bob-phone")):
+            client.post("/ingest/identify", json={"token": config.ingest_token, "user_id": user, "anonymous_id": device})
+    runner = CliRunner()
+    where = ["--data-dir", str(config.data_dir)]
+
+    tried = runner.invoke(cli, ["merge", "ann", "bob", "--dry-run", *where])
+    assert tried.exit_code == 0, tried.output
+    assert tried.output.startswith("dry run: nothing was changed\n")
+    assert "would remove person" in tried.output and "(was bob, bob-phone)" in tried.output
+
+    merged = runner.invoke(cli, ["merge", "ann", "bob", *where])
+    assert merged.exit_code == 0, merged.output
+    assert "removed person" in merged.output
+
+    with TestClient(create_app(config)) as client:
+        client.headers["Authorization"] = f"Bearer {SECRET_KEY}"
+        person = client.get("/api/persons", params={"distinct_id": "bob"}).json()
+        merge_id = client.get(f"/api/persons/{person['id']}/links").json()["results"][-1]["id"]
+    undone = runner.invoke(cli, ["undo", str(merge_id), *where])
+    assert undone.exit_code == 0, undone.output
+    assert "id bob: person" in undone.output and f"link-log entry {merge_id}: merged -> undone" in undone.output
+    missing = runner.invoke(cli, ["undo", "424242", *where])
+    assert missing.exit_code == 1 and "No link-log entry 424242" in missing.output

@@ -77,7 +77,7 @@ def database_of(config: ServerConfig) -> Path:
 
 def a_shop(api: TestClient) -> None:
     """A store with a row in every table: merges, a refused merge, attributes of every type,
-    sessions over two months, a dead letter, an admin merge, an erasure with suppression (and a
+    sessions over two months, a dead letter, an admin merge, an undo, an erasure with suppression (and a
     dropped event), a saved segment, a second key, changed settings, and a UI sign-in."""
     capture(
         api,
@@ -96,6 +96,10 @@ def a_shop(api: TestClient) -> None:
     send(api, "identify", user_id="user-bob-7", anonymous_id="shared-pc", set={"email": "bob@example.com"})
     refused = send(api, "identify", user_id="user-cy-9", anonymous_id="shared-pc")  # two identified users
     assert refused["results"][0]["warnings"] == ["cannot_merge_already_identified"]
+    # The shared computer was Cy's: undoing Bob's identify on it lets Cy's through (link_effects).
+    bob = api.get("/api/persons", params={"distinct_id": "user-bob-7"}).json()
+    bob_on_shared_pc = api.get(f"/api/persons/{bob['id']}/links").json()["results"][0]["id"]
+    assert api.post(f"/api/links/{bob_on_shared_pc}/undo").status_code == 200
     send(api, "track", distinct_id="tablet-anon-c4d2", event="Opened app", timestamp="2026-06-01T08:00:00Z")
     merged = api.post("/api/persons/merge", json={"target_distinct_id": "user-ada-42",
                                                   "source_distinct_id": "tablet-anon-c4d2"})
@@ -375,7 +379,7 @@ def test_a_migration_killed_mid_chunk_continues_from_its_last_commit(tmp_path, p
     result = CliRunner().invoke(cli, ["migrate", "--to", postgres_dsn, "--data-dir", str(source.data_dir)])
 
     assert result.exit_code == 0, result.output
-    assert "(resumed)" in result.output and "verified: all 17 tables" in result.output
+    assert "(resumed)" in result.output and "verified: all 18 tables" in result.output
     assert_exact_copy(database_of(source), postgres_dsn)
 
 
@@ -525,11 +529,11 @@ def test_the_command_prints_its_progress_and_the_counts_of_both_sides(tmp_path, 
     assert "copying" in result.stderr  # the bar
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["table", "SQLite", "PostgreSQL", "copied", "now"]
-    rows = {line.split()[0]: line.split()[1:] for line in lines[1:18]}
+    rows = {line.split()[0]: line.split()[1:] for line in lines[1 : len(TABLES) + 2]}
     assert list(rows) == [t.name for t in TABLES] + [EVENT_UUIDS]
     assert all(source_rows == target_rows == copied for source_rows, target_rows, copied in rows.values())
     assert re.search(r"^copied \d+ rows in [\d.]+ s, [\d,]+ rows/s$", result.stdout, re.M)
-    assert "verified: all 17 tables have the same row counts on both sides" in result.stdout
+    assert "verified: all 18 tables have the same row counts on both sides" in result.stdout
 
 
 @pytest.mark.parametrize(("arguments", "message"), [

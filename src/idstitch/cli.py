@@ -3,6 +3,7 @@
     idstitch serve                      start the server on ./idstitch-data
     idstitch import persons.jsonl       import persons, one JSON object per line
     idstitch export > persons.jsonl     export every person as JSON lines
+    idstitch undo 42 --dry-run          what undoing link-log entry 42 would change
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any, TextIO
 import click
 import msgspec
 
-from idstitch import __version__
+from idstitch import __version__, operations
 from idstitch.clock import parse_time, utc_now
 from idstitch.commands import Actor, ImportPerson
 from idstitch.errors import IdstitchError, StoreUnavailable
@@ -286,6 +287,72 @@ def delete_person(
             f"the rows are erased but not yet their bytes: {pending}; the server's next erasure or its shutdown"
             " finishes it"
         )
+
+
+@cli.command()
+@click.argument("link_id", type=int)
+@_option("data_dir")
+@_option("database")
+@click.option("--dry-run", is_flag=True, help="Change nothing: print what the undo would change.")
+def undo(link_id: int, data_dir: str, database: str | None, dry_run: bool) -> None:
+    """Undo one identify, alias, merge or split of the link log (its id, as the API and the UI show
+    it): the persons become what they would be had it never happened. Undoing an `undo` entry
+    redoes what it undid.
+
+    Example: idstitch undo 42 --dry-run
+    """
+    _identity_action(data_dir, database, lambda p: operations.undo(p.id, p.settings, link_id, _CLI), dry_run)
+
+
+@cli.command()
+@click.argument("target")
+@click.argument("source")
+@_option("data_dir")
+@_option("database")
+@click.option("--dry-run", is_flag=True, help="Change nothing: print what the merge would change.")
+def merge(target: str, source: str, data_dir: str, database: str | None, dry_run: bool) -> None:
+    """Merge the person of distinct id SOURCE into the person of TARGET, identified or not.
+
+    Example: idstitch merge user-42 user-42-old --dry-run
+    """
+    _identity_action(data_dir, database, lambda p: operations.merge(p.id, p.settings, target, source, _CLI), dry_run)
+
+
+@cli.command()
+@click.argument("person_id")
+@click.option("--group", "groups", multiple=True, help="Comma-separated distinct ids that become one person (repeat).")
+@_option("data_dir")
+@_option("database")
+@click.option("--dry-run", is_flag=True, help="Change nothing: print what the split would change.")
+def split(person_id: str, groups: tuple[str, ...], data_dir: str, database: str | None, dry_run: bool) -> None:
+    """Split a person: each --group of ids becomes one person, the ids in no group another; with no
+    --group, every id becomes a person of its own.
+
+    Example: idstitch split 5b0c...e1 --group user-42,phone --group laptop
+    """
+    chosen = tuple(tuple(d for d in group.split(",") if d) for group in groups) or None
+    _identity_action(
+        data_dir, database, lambda p: operations.split(p.id, p.settings, person_id, None, chosen, _CLI), dry_run
+    )
+
+
+_CLI = Actor("cli")
+
+
+def _identity_action(data_dir: str, database: str | None, make: Callable[[Project], operations.Action], dry_run: bool) -> None:
+    store = _existing_store(data_dir, database)
+    project = _default_project(store)
+    run = operations.identity_change(project.id, project.settings, make(project), dry_run=dry_run)
+    try:
+        change = _write_once(store, run)
+    except operations.Previewed as preview:
+        change = preview.change
+    except IdstitchError as error:
+        raise click.ClickException(str(error)) from None
+    if dry_run:
+        click.echo("dry run: nothing was changed")
+    for line in change.sentences():
+        click.echo(line)
 
 
 def _write_once(store: Store, fn: Callable[[Any], Any]) -> Any:

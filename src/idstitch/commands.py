@@ -82,11 +82,17 @@ class Merge:
 
 @dataclass(frozen=True, slots=True)
 class Split:
-    """Give the chosen distinct ids (all when None) persons of their own again."""
+    """Give ids persons of their own again: each chosen id alone (all when None), or, with
+    `groups`, each group one person. The person's ids in no group stay together, as one more.
 
-    person_id: str
+    `person_id` None is a split replayed from the link log: each person then holding grouped
+    ids splits along the groups.
+    """
+
+    person_id: str | None
     distinct_ids: tuple[str, ...] | None
     actor: Actor
+    groups: tuple[tuple[str, ...], ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

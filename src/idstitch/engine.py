@@ -20,7 +20,7 @@ from idstitch.attributes import (
     OperationContext,
     PersonAttributes,
 )
-from idstitch.clock import Now
+from idstitch.clock import Now, format_time
 from idstitch.commands import (
     INGEST,
     Actor,
@@ -68,6 +68,11 @@ class LinkEntry:
     decision_row: str | None
     outcome: LinkOutcome
     reason: str | None
+    # Its place in the project's history, on the event sequence: the seq of its event, or one
+    # taken for it (history.py replays the log in this order).
+    seq: int | None = None
+    # What a replay needs beyond the two ids (an import's flags); never an id.
+    detail: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +113,7 @@ class PersonStore(Protocol):
     def next_seq(self) -> int: ...
     def insert_events(self, events: list[StoredEvent]) -> None: ...
     def replay_events(self, distinct_ids: list[str]) -> Iterator[ReplayedEvent]: ...
-    def insert_link(self, entry: LinkEntry) -> None: ...
+    def insert_link(self, entry: LinkEntry) -> int: ...  # the entry's id
     def insert_warnings(self, warnings: list[WarningRecord]) -> None: ...
     def insert_dead_letter(self, reason: str, payload: Any) -> None: ...
     def audit(self, actor: str, action: str, details: dict[str, Any], ids: Mapping[str, Any] | None = None) -> None:
@@ -272,8 +277,8 @@ class Batch:
 
     # -- events ----------------------------------------------------------------------------
 
-    def _track(self, event: Event, result: CommandResult) -> None:
-        seq = self._store_event(event)
+    def _track(self, event: Event, result: CommandResult, seq: int | None = None) -> None:
+        seq = self._store_event(event, seq)
         person = self._person_for_event(event) if event.process_person else None
         if person is None:
             self._keep_ops(seq, NO_OPS)  # they change no person
@@ -301,8 +306,9 @@ class Batch:
                 illegal=self.settings.illegal,
                 event_uuid=event.uuid,
             )
-            self._perform(LinkKind.IDENTIFY, decision, command.user_id, None, INGEST, event, result)
-            self._track(event, result)
+            seq = self.store.next_seq()
+            self._perform(LinkKind.IDENTIFY, decision, command.user_id, None, INGEST, event, result, seq)
+            self._track(event, result, seq)
             return
         self._link_event(LinkKind.IDENTIFY, event, command.user_id, command.anonymous_id, INGEST, result)
 
@@ -319,19 +325,20 @@ class Batch:
                 event.uuid if event else None,
             )
             result.warnings.append(warning)
+            seq = self.store.next_seq()
             self._log(
                 LinkKind.MERGE, command.actor, command.target, command.source, event,
-                LinkOutcome.REFUSED, None, WarningType.MERGE_REQUIRES_SECRET_KEY.value,
+                LinkOutcome.REFUSED, None, WarningType.MERGE_REQUIRES_SECRET_KEY.value, seq=seq,
             )
             if event is not None:
-                self._track(event, result)
+                self._track(event, result, seq)
             return
         if event is None:
             if self._person_of(command.source) is None:
                 raise NotFound(f"No person owns distinct id {command.source!r}")
             if self._person_of(command.target) is None:
                 raise NotFound(f"No person owns distinct id {command.target!r}")
-            self._link(LinkKind.MERGE, command.target, command.source, command.actor, None, result)
+            self._link(LinkKind.MERGE, command.target, command.source, command.actor, None, result, self.store.next_seq())
             self.store.audit(str(command.actor), "merge", {}, ids={"target": command.target, "source": command.source})
             return
         self._link_event(LinkKind.MERGE, event, command.target, command.source, command.actor, result)
@@ -341,8 +348,9 @@ class Batch:
     ) -> None:
         if not self._accepts_identity(event, result):
             return
-        self._link(kind, target, source, actor, event, result)
-        self._track(event, result)
+        seq = self.store.next_seq()  # the link and its event share a place in history
+        self._link(kind, target, source, actor, event, result, seq)
+        self._track(event, result, seq)
 
     def _accepts_identity(self, event: Event, result: CommandResult) -> bool:
         if event.process_person:
@@ -360,7 +368,14 @@ class Batch:
         return False
 
     def _link(
-        self, kind: LinkKind, target: str, source: str, actor: Actor, event: Event | None, result: CommandResult
+        self,
+        kind: LinkKind,
+        target: str,
+        source: str,
+        actor: Actor,
+        event: Event | None,
+        result: CommandResult,
+        seq: int,
     ) -> None:
         decision = decide_link(
             kind,
@@ -372,7 +387,7 @@ class Batch:
             illegal=self.settings.illegal,
             event_uuid=event.uuid if event else None,
         )
-        self._perform(kind, decision, target, source, actor, event, result)
+        self._perform(kind, decision, target, source, actor, event, result, seq)
 
     def _perform(
         self,
@@ -383,6 +398,7 @@ class Batch:
         actor: Actor,
         event: Event | None,
         result: CommandResult,
+        seq: int,
     ) -> None:
         result.warnings.extend(decision.warnings)
         if decision.outcome is None:
@@ -423,7 +439,7 @@ class Batch:
                 self.store.set_user_id(target, True)
         self._log(
             kind, actor, target, source, event, decision.outcome, decision.row, decision.reason,
-            target_person_id=person.row.person_id if person else None, source_person_id=source_person_id,
+            target_person_id=person.row.person_id if person else None, source_person_id=source_person_id, seq=seq,
         )
 
     def _log(
@@ -439,11 +455,13 @@ class Batch:
         *,
         target_person_id: str | None = None,
         source_person_id: str | None = None,
+        seq: int,
+        detail: Mapping[str, Any] | None = None,
     ) -> None:
         self.store.insert_link(
             LinkEntry(
                 kind.value, str(actor), target, source, target_person_id, source_person_id,
-                event.uuid if event else None, row, outcome, reason,
+                event.uuid if event else None, row, outcome, reason, seq, detail,
             )
         )
 
@@ -556,8 +574,8 @@ class Batch:
             result.warnings.extend(changes.explicit.warnings)
             self._keep_ops(seq, changes.explicit.kept)
 
-    def _store_event(self, event: Event) -> int:
-        seq = self.store.next_seq()
+    def _store_event(self, event: Event, seq: int | None = None) -> int:
+        seq = self.store.next_seq() if seq is None else seq
         self._events.append(StoredEvent(seq, event))
         self._seen_uuids.add(event.uuid)
         return seq
@@ -573,48 +591,59 @@ class Batch:
     # -- admin -----------------------------------------------------------------------------
 
     def _split(self, command: Split, result: CommandResult) -> None:
-        """Give ids persons of their own, re-deriving each person's attributes from its ids' events."""
-        person = self._load(command.person_id)
+        """Give groups of ids persons of their own, re-deriving each person's attributes from its
+        ids' events. Asked for a person, every id named must be that person's; replayed from the
+        log (history.py, no person named), each person holding grouped ids splits along them."""
         self._write_ids()
-        owned = [d for d, _ in self.store.distinct_ids_of(person.row.person_id)]
-        chosen = list(owned if command.distinct_ids is None else command.distinct_ids)
-        strangers = [d for d in chosen if d not in owned]
-        if strangers:
-            raise InvalidRequest(f"Distinct ids {strangers!r} do not belong to person {command.person_id!r}")
-        if not chosen:
-            raise InvalidRequest("Choose at least one distinct id to split off")
-        groups = [[d] for d in chosen] + ([[d for d in owned if d not in chosen]] if len(chosen) < len(owned) else [])
-        groups = [g for g in groups if g]
-        if len(groups) < 2:
-            raise InvalidRequest(f"Person {command.person_id!r} has nothing to split: it would stay as it is")
+        if command.person_id is not None:
+            person = self._load(command.person_id)
+            groups = _chosen_groups(command, [d for d, _ in self.store.distinct_ids_of(person.row.person_id)])
+            holders = [person]
+        else:
+            groups = [list(group) for group in command.groups or ()]
+            found = {p.row.person_id: p for group in groups for d in group if (p := self._person_of(d)) is not None}
+            holders = list(found.values())
+        grouped = {d for group in groups for d in group}
+        seq = self.store.next_seq()
+        for holder in holders:
+            owned = [d for d, _ in self.store.distinct_ids_of(holder.row.person_id)]
+            parts = [[d for d in group if d in owned] for group in groups] + [[d for d in owned if d not in grouped]]
+            parts = [part for part in parts if part]
+            if len(parts) > 1:
+                self._split_person(holder, parts, command.actor, seq)
+        if command.person_id is not None:
+            self.store.audit(str(command.actor), "split", {}, ids={"person_id": command.person_id, "groups": groups})
+
+    def _split_person(self, person: _Person, parts: list[list[str]], actor: Actor, seq: int) -> None:
+        """The part holding the id the person is named after keeps the person (§3: person ids)."""
         user_ids = set(person.user_ids)
-        for group in groups:
-            keeps_person = any(person_id_for(self.project_id, d) == person.row.person_id for d in group)
-            person_id = person.row.person_id if keeps_person else person_id_for(self.project_id, group[0])
-            has_user_id = any(d in user_ids for d in group)
-            attributes, first_seen = self._rederive(group, has_user_id)
+        old_person_id = person.row.person_id
+        for part in parts:
+            keeps_person = any(person_id_for(self.project_id, d) == old_person_id for d in part)
+            person_id = old_person_id if keeps_person else person_id_for(self.project_id, part[0])
+            has_user_id = any(d in user_ids for d in part)
+            attributes, first_seen = self._rederive(part, has_user_id)
             created_at = first_seen or person.row.created_at
             if keeps_person:
                 person.row.created_at = created_at
                 person.row.is_identified = has_user_id
                 person.dirty = True
-                part = person
+                held = person
             else:
-                part = _Person(PersonRow(person_id, created_at, has_user_id), set(), new=True)
-                self._persons[person_id] = part
-                self._touched[person_id] = part
-            part.user_ids = {d for d in group if d in user_ids}
-            part.attributes = attributes
-            part.dirty_keys = set()
+                held = _Person(PersonRow(person_id, created_at, has_user_id), set(), new=True)
+                self._persons[person_id] = held
+                self._touched[person_id] = held
+            held.user_ids = {d for d in part if d in user_ids}
+            held.attributes = attributes
+            held.dirty_keys = set()
             self.store.replace_attributes(person_id, attributes)
-            for distinct_id in group:
+            for distinct_id in part:
                 self._pending_ids.append((distinct_id, person_id, distinct_id in user_ids, created_at))
                 self._owner[distinct_id] = person_id
                 self._log(
-                    LinkKind.SPLIT, command.actor, distinct_id, None, None, LinkOutcome.SPLIT, None, None,
-                    target_person_id=person_id, source_person_id=command.person_id,
+                    LinkKind.SPLIT, actor, distinct_id, None, None, LinkOutcome.SPLIT, None, None,
+                    target_person_id=person_id, source_person_id=old_person_id, seq=seq,
                 )
-        self.store.audit(str(command.actor), "split", {}, ids={"person_id": command.person_id, "groups": groups})
 
     def _rederive(self, distinct_ids: list[str], has_user_id: bool) -> tuple[PersonAttributes, datetime | None]:
         if self._events:
@@ -664,10 +693,35 @@ class Batch:
         )
         seq = self._store_event(event)
         self._apply_ops(person, event, seq, result)
-        self._log(
-            LinkKind.IMPORT, command.actor, first, None, event, LinkOutcome.IMPORTED, None, None,
-            target_person_id=person.row.person_id,
-        )
+        # One entry per id, so that the log alone can replay the import (history.py).
+        for distinct_id in command.distinct_ids:
+            detail = {"user_id": distinct_id in command.user_ids, "identified": identified, "created_at": format_time(command.created_at)}
+            self._log(
+                LinkKind.IMPORT, command.actor, distinct_id, None, event, LinkOutcome.IMPORTED, None, None,
+                target_person_id=person.row.person_id, seq=seq, detail=detail,
+            )
+
+
+def _chosen_groups(command: Split, owned: list[str]) -> list[list[str]]:
+    """The operator's groups, checked against the person's ids (its other ids stay together)."""
+    if command.groups is not None:
+        groups = [list(group) for group in command.groups]
+        if any(not group for group in groups):
+            raise InvalidRequest("Each group needs at least one distinct id")
+    else:
+        groups = [[d] for d in (owned if command.distinct_ids is None else command.distinct_ids)]
+        if not groups:
+            raise InvalidRequest("Choose at least one distinct id to split off")
+    named = [d for group in groups for d in group]
+    strangers = [d for d in named if d not in owned]
+    if strangers:
+        raise InvalidRequest(f"Distinct ids {strangers!r} do not belong to person {command.person_id!r}")
+    twice = sorted({d for d in named if named.count(d) > 1})
+    if twice:
+        raise InvalidRequest(f"Distinct ids {twice!r} are in more than one group")
+    if len(groups) + (len(named) < len(owned)) < 2:
+        raise InvalidRequest(f"Person {command.person_id!r} has nothing to split: it would stay as it is")
+    return groups
 
 
 def _import_uuid(project_id: int, distinct_id: str) -> str:

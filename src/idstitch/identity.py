@@ -24,13 +24,15 @@ from idstitch.outcomes import LinkOutcome, WarningRecord, WarningType
 
 class LinkKind(StrEnum):
     """What asked for a link-log entry: `identify` names a user id, `alias` only joins, `merge`
-    forces; `split` and `import` are admin actions recorded in the same log."""
+    forces; `split`, `import` and `undo` (of any entry, an undo's own being a redo) are admin
+    actions recorded in the same log."""
 
     IDENTIFY = "identify"
     ALIAS = "alias"
     MERGE = "merge"
     SPLIT = "split"
     IMPORT = "import"
+    UNDO = "undo"
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,8 @@ class LinkOutcome(StrEnum):
     SPLIT = "split"
     DELETED = "deleted"
     IMPORTED = "imported"
+    # An undo entry's own outcome, and the outcome an entry it undid has from then on.
+    UNDONE = "undone"
 
 
 class WarningType(StrEnum):

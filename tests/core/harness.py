@@ -20,6 +20,7 @@ from idstitch.engine import Batch, CommandResult
 from idstitch.settings import DEFAULT_PROJECT_SETTINGS, ProjectSettings
 from idstitch.store.projects import create_project
 from idstitch.store.transactions import WriteSession, claims_for
+from idstitch.undo import Undone, undo_link
 
 PROJECT_ID = 1
 ADMIN = Actor("admin", 7)
@@ -139,6 +140,29 @@ class Engine:
             raise
         session.commit()
         return result
+
+    def undo(self, link_id: int) -> Undone:
+        """Undo (or redo) a link-log entry in a transaction of its own, as the API does."""
+        session = self.session
+        session.begin([None])
+        try:
+            undone = undo_link(session.persons(PROJECT_ID), PROJECT_ID, self.settings, link_id, ADMIN)  # type: ignore[arg-type]
+        except BaseException:
+            session.rollback()
+            raise
+        session.commit()
+        return undone
+
+    def link_ids(self) -> list[int]:
+        return [row[0] for row in self.conn.execute("SELECT id FROM links WHERE project_id = ? ORDER BY id", (PROJECT_ID,))]
+
+    def outcome_now(self, link_id: int) -> str:
+        """A link's outcome as it stands: the one an undo re-decided, else the logged one."""
+        row = self.conn.execute(
+            "SELECT coalesce(x.outcome, l.outcome) FROM links l LEFT JOIN link_effects x ON x.link_id = l.id WHERE l.id = ?",
+            (link_id,),
+        ).fetchone()
+        return str(row[0])
 
     # -- readers, straight from the tables ------------------------------------------------
 

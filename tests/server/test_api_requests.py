@@ -48,6 +48,8 @@ def raw_json(document) -> str:
         pytest.param("POST", "/api/persons/attributes", {"distinct_id": "user-1", "set": {"plan": "pro"}}, 200, id="attributes"),
         pytest.param("POST", "/api/keys", {"label": "ci"}, 201, id="keys"),
         pytest.param("POST", "/api/privacy/delete", {"distinct_id": "user-2"}, 200, id="privacy-delete"),
+        pytest.param("POST", "/api/preview/identify", {"user_id": "user-1", "anonymous_id": "cookie-9"}, 200, id="preview-identify"),
+        pytest.param("POST", "/api/preview/alias", {"target_distinct_id": "user-1", "source_distinct_id": "c-9"}, 200, id="preview-alias"),
     ],
 )
 def test_a_json_body_sent_as_a_form_like_curl_d_is_read_as_json(api, method, path, body, status):
@@ -92,9 +94,11 @@ def test_every_api_read_refuses_a_query_parameter_it_does_not_take(api):
     identify(api, "user-1", "cookie-1")
     person_id = api.get("/api/persons", params={"distinct_id": "user-1"}).json()["id"]
     segment = api.post("/api/segments", json={"name": "Any", "filter": {"attribute": "plan", "op": "is_set"}}).json()
+    link_id = api.get(f"/api/persons/{person_id}/links").json()["results"][0]["id"]
     checked = []
     for template in _get_routes(api):
-        path = template.replace("{person_id}", person_id).replace("{segment_id}", str(segment["id"]))
+        path = (template.replace("{person_id}", person_id).replace("{segment_id}", str(segment["id"]))
+                .replace("{link_id}", str(link_id)))
         assert "{" not in path, f"no value for a parameter of {template}"
         response = api.get(path, params={"distinct_id": "user-1", "email": "a@example.com", "filtre": "{}"})
         assert response.status_code == 400, f"{template}: {response.status_code} {response.text}"

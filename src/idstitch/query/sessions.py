@@ -14,7 +14,8 @@ Two flags are decided at read time from the mapping and the link log:
 * **inferred**: not identified, and one of its ids (the device's anonymous id) was joined to the
   session's current person by an identify whose event came later and outside this session
   (Highlight's indicator: the anonymous visit was attributed after the fact). An identify
-  refused (row F) or already linked (row D) assigned nothing, so it does not count.
+  refused (row F) or already linked (row D) assigned nothing, so it does not count; nor does
+  one undone, and one an undo let through counts (its outcome now, `link_effects`).
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ def _sql(dialect: Dialect) -> tuple[str, str, str, str]:
         f" {join('distinct_ids', 'fs', 'fs.project_id = s.project_id AND fs.distinct_id = fj.value')}"
         f" {join('distinct_ids', 'ft', 'ft.project_id = fl.project_id AND ft.distinct_id = fl.target_distinct_id')}"
         f" {join('events', 'fe', 'fe.project_id = fl.project_id AND fe.uuid = fl.event_uuid')}"
-        " WHERE fl.kind = 'identify' AND fl.outcome IN ('created', 'attached', 'merged')"
+        f" {join('link_effects', 'fx', 'fx.link_id = fl.id', outer=True)}"
+        " WHERE fl.kind = 'identify' AND coalesce(fx.outcome, fl.outcome) IN ('created', 'attached', 'merged')"
         f" AND ft.person_id = fs.person_id AND fe.timestamp >= s.last_at AND fe.session_id {dialect.is_distinct_from} s.session_id))"
     )
     columns = (

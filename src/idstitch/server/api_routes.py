@@ -15,8 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 import idstitch
 from idstitch.clock import parse_time
-from idstitch.commands import Actor, ImportPerson, Merge, Split
-from idstitch.engine import Batch
+from idstitch.commands import Actor, ImportPerson
 from idstitch.errors import IdstitchError
 from idstitch.ingest.pipeline import WriteContext, apply_imports
 from idstitch.server import schemas
@@ -25,7 +24,7 @@ from idstitch.server.http_errors import http_error
 from idstitch.server.state import AppState
 from idstitch.store import reads
 from idstitch.store.connection import Connection
-from idstitch.store.projects import Project, SecretKey, save_settings
+from idstitch.store.projects import SecretKey, save_settings
 
 T = TypeVar("T")
 
@@ -61,22 +60,6 @@ async def _read(request: Request, fn: Callable[[Connection], T]) -> T:
 
 def _actor(key: SecretKey) -> Actor:
     return Actor("admin", key.id)
-
-
-def _batch(context: WriteContext, project: Project) -> Batch:
-    return Batch(context.persons(project.id), project.id, project.settings, context.now)
-
-
-async def _admin(request: Request, key: SecretKey, command: Merge | Split) -> None:
-    state = _state(request)
-    project = state.project(key.project_id)
-
-    def run(context: WriteContext) -> None:
-        batch = _batch(context, project)
-        batch.apply(command)
-        batch.flush()
-
-    await _write(state, run)
 
 
 async def _write(state: AppState, fn: Callable[[WriteContext], T]) -> T:
@@ -132,30 +115,6 @@ async def person_events(
     await _person_or_404(request, key, person_id)
     page = await _read(request, lambda conn: reads.events_page(conn, key.project_id, person_id, limit, cursor))
     return {"results": page.results, "next": page.next_cursor}
-
-
-@router.post("/persons/merge", response_model=schemas.Person)
-async def merge(request: Request, key: Key, body: schemas.MergeRequest) -> Any:
-    """Merge the source id's person into the target id's person, identified or not (PostHog's
-    `$merge_dangerously`). Logged with the key that asked."""
-    await _admin(request, key, Merge(body.target_distinct_id, body.source_distinct_id, _actor(key)))
-    person_id = await _read(request, lambda c: reads.person_id_for_distinct_id(c, key.project_id, body.target_distinct_id))
-    return await _person_or_404(request, key, person_id or "")
-
-
-@router.post("/persons/{person_id}/split", response_model=list[schemas.Person])
-async def split(request: Request, key: Key, person_id: str, body: schemas.SplitRequest) -> Any:
-    """Give the chosen ids (all when omitted) persons of their own; their attributes are re-derived
-    from each id's own events."""
-    before = await _person_or_404(request, key, person_id)
-    ids = tuple(body.distinct_ids) if body.distinct_ids is not None else None
-    await _admin(request, key, Split(person_id, ids, _actor(key)))
-
-    def after(conn: Connection) -> list[dict[str, Any]]:
-        owners = {reads.person_id_for_distinct_id(conn, key.project_id, d) for d in before["distinct_ids"]}
-        return [p for o in sorted(o for o in owners if o) if (p := reads.person(conn, key.project_id, o))]
-
-    return await _read(request, after)
 
 
 @router.post("/persons/import", response_model=schemas.ImportResponse)

@@ -16,6 +16,7 @@ from idstitch.ingest.pipeline import Writer
 from idstitch.server import (
     api_routes,
     compat_routes,
+    identity_routes,
     ingest_routes,
     privacy_routes,
     query_routes,
@@ -74,6 +75,7 @@ def create_app(config: ServerConfig, now: Now = utc_now, given: Store | None = N
     add_api_docs(app)
     app.include_router(ingest_routes.router)
     app.include_router(api_routes.router)
+    app.include_router(identity_routes.router)
     app.include_router(static_routes.router)
     app.include_router(compat_routes.router)
     # Inside CORS, so that a browser can read the 413.

@@ -54,7 +54,13 @@ class Link(BaseModel):
     source_person_id: str | None
     event_uuid: str | None
     decision_row: str | None
-    outcome: str = Field(description="created, attached, merged, already_linked, refused:<reason>, split, imported")
+    outcome: str = Field(
+        description="What the entry does now: created, attached, merged, already_linked, refused:<reason>, split,"
+        " imported, undone (an `undo` entry's own outcome too); differs from `logged_outcome` once an undo re-decided it"
+    )
+    logged_outcome: str = Field(description="The outcome the entry was logged with (the log never changes).")
+    decided_by: int | None = Field(description="The undo entry that re-decided this entry's outcome, if any.")
+    undoes: int | None = Field(description="For an `undo` entry: the entry it undid (an undo's undo is a redo).")
     created_at: str
 
 
@@ -141,7 +147,74 @@ class MergeRequest(BaseModel):
 
 class SplitRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    distinct_ids: list[str] | None = Field(None, description="Ids to give persons of their own; all when omitted.")
+    distinct_ids: list[str] | None = Field(
+        None, description="Ids to give persons of their own, each alone; all when omitted (and no `groups`)."
+    )
+    groups: list[list[str]] | None = Field(
+        None, description="Instead: groups of ids, each group one person; the person's ids in no group stay together as one more."
+    )
+
+
+class MovedId(BaseModel):
+    distinct_id: str
+    from_person_id: str | None
+    to_person_id: str | None
+
+
+class AttributeChange(BaseModel):
+    person_id: str = Field(description="The person after the change.")
+    key: str
+    before: Any = Field(description="The value on the person that held these ids before (null: not set).")
+    after: Any
+
+
+class IdentifiedChange(BaseModel):
+    person_id: str
+    is_identified: bool
+
+
+class LinkChange(BaseModel):
+    id: int = Field(description="A link-log entry that an undo re-decided.")
+    before: str
+    after: str
+
+
+class NewWarning(BaseModel):
+    type: str
+    event_uuid: str | None
+    distinct_ids: list[str]
+    details: dict[str, Any]
+
+
+class IdentityChange(BaseModel):
+    """What an identity action did, or, with `dry_run`, would do (nothing was changed then)."""
+
+    dry_run: bool
+    undo_id: int | None = Field(description="The undo entry appended to the link log (an undo only).")
+    persons_before: list[Person] = Field(description="The persons holding the ids concerned, before.")
+    persons_after: list[Person] = Field(description="The persons holding the same ids, after.")
+    created: list[str] = Field(description="Person ids that are new.")
+    deleted: list[str] = Field(description="Person ids that are gone (merged away).")
+    moved_ids: list[MovedId]
+    attribute_changes: list[AttributeChange]
+    identified_changes: list[IdentifiedChange]
+    links: list[Link] = Field(description="The entries the action appends to the link log.")
+    links_changed: list[LinkChange] = Field(description="Earlier entries whose outcome an undo or redo re-decided.")
+    warnings: list[NewWarning] = Field(description="The warnings the action raises.")
+
+
+class IdentifyPreview(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    user_id: str
+    anonymous_id: str | None = None
+    set: dict[str, Any] = {}
+    set_once: dict[str, Any] = {}
+
+
+class AliasPreview(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    target_distinct_id: str
+    source_distinct_id: str
 
 
 class ImportedPerson(BaseModel):
@@ -190,3 +263,24 @@ class Status(BaseModel):
         " SQLite `journal_mode` and `synchronous`, PostgreSQL `fsync` and `synchronous_commit`."
     )
     writer: WriterStatus
+
+
+class RulePreviewRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    changes: dict[str, Any] = Field(description="Project settings to try, as PATCH /api/project/settings takes them.")
+    days: int = Field(30, ge=1, le=3650, description="How far back the link log is replayed.")
+
+
+class RuleExample(BaseModel):
+    before: list[list[str]] = Field(description="The ids of each person under the settings of now.")
+    after: list[list[str]] = Field(description="The same ids' persons under the settings tried.")
+    links_changed: list[dict[str, Any]] = Field(description="Entries decided otherwise: `id`, `before`, `after`.")
+    warnings: list[str] = Field(description="Warning types the settings tried would newly raise.")
+
+
+class RulePreview(BaseModel):
+    since: str
+    groups_replayed: int = Field(description="Groups of joined ids that an entry since then named, each replayed twice.")
+    truncated: bool = Field(description="More groups existed than one preview replays (500).")
+    persons_affected: int = Field(description="Persons (their ids and attributes) that would come out otherwise.")
+    examples: list[RuleExample]

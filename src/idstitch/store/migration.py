@@ -110,6 +110,7 @@ TABLES: tuple[Table, ...] = (
     Table("person_attributes", ("person_id", "key")),
     Table("events", ("seq",)),
     Table("links", ("id",), identity=True),
+    Table("link_effects", ("link_id",)),
     Table("sessions", ("project_id", "session_id")),
     Table("warnings", ("id",), identity=True),
     Table("dead_letters", ("id",), identity=True),

@@ -16,8 +16,12 @@ import msgspec
 from idstitch.attributes import NO_OPS, Attribute, AttributeOps, OpKind, PersonAttributes, type_of
 from idstitch.clock import Now, format_time, stored_time
 from idstitch.engine import LinkEntry, PersonRow, ReplayedEvent, StoredEvent
+from idstitch.errors import Conflict
+from idstitch.history import IdentityHistory, LoggedLink
+from idstitch.identity import LinkKind
 from idstitch.outcomes import WarningRecord
-from idstitch.store.connection import Connection
+from idstitch.replay import Decided, MemoryPersons
+from idstitch.store.connection import Connection, Row
 from idstitch.store.keyed_hashes import hashed_ids, privacy_key
 
 _encode = msgspec.json.Encoder().encode
@@ -204,17 +208,105 @@ class SQLPersons(ABC):
 
     # -- logs ------------------------------------------------------------------------------
 
-    def insert_link(self, entry: LinkEntry) -> None:
-        self.conn.execute(
+    def insert_link(self, entry: LinkEntry) -> int:
+        return self.conn.execute(
             "INSERT INTO links (project_id, kind, actor, target_distinct_id, source_distinct_id,"
-            " target_person_id, source_person_id, event_uuid, decision_row, outcome, reason, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " target_person_id, source_person_id, event_uuid, decision_row, outcome, reason, created_at, seq, detail)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (
                 self.project_id, entry.kind, entry.actor, entry.target_distinct_id, entry.source_distinct_id,
                 entry.target_person_id, entry.source_person_id, entry.event_uuid, entry.decision_row,
-                entry.outcome.value, entry.reason, format_time(self.now()),
+                entry.outcome.value, entry.reason, format_time(self.now()), entry.seq,
+                encode_json(entry.detail) if entry.detail is not None else None,
             ),
+        ).fetchone()[0]
+
+    # -- identity history (history.py `IdentityLog`, undo.py) ---------------------------------
+
+    def logged_link(self, link_id: int) -> LoggedLink | None:
+        row = self.conn.execute(f"{_LOGGED_LINKS} WHERE l.project_id = ? AND l.id = ?", (self.project_id, link_id)).fetchone()
+        return _logged_link(row) if row else None
+
+    def identity_history(self, distinct_ids: Iterable[str]) -> IdentityHistory:
+        """Every id joined to these through a person or any link entry (refused ones too: an
+        undo can let them through), with all their entries and events."""
+        known: set[str] = set()
+        frontier = set(distinct_ids)
+        links: dict[int, LoggedLink] = {}
+        while frontier:
+            known |= frontier
+            if len(known) > MAX_HISTORY_IDS:
+                raise Conflict(f"These ids are joined to more than {MAX_HISTORY_IDS} others: too many to replay at once")
+            found: set[str] = set()
+            chunks = list(_chunks(sorted(frontier)))
+            for chunk in chunks:
+                marks = _marks(chunk)
+                found.update(
+                    r[0] for r in self.conn.execute(
+                        "SELECT o.distinct_id FROM distinct_ids d JOIN distinct_ids o ON o.person_id = d.person_id"
+                        f" WHERE d.project_id = ? AND d.distinct_id IN ({marks})",
+                        (self.project_id, *chunk),
+                    )
+                )
+                for row in self.conn.execute(
+                    f"{_LOGGED_LINKS} WHERE l.project_id = ? AND (l.target_distinct_id IN ({marks}) OR l.source_distinct_id IN ({marks}))",
+                    (self.project_id, *chunk, *chunk),
+                ):
+                    links.setdefault(row["id"], _logged_link(row))
+            # A split or an import logs one entry per id: the others of the same action belong too.
+            for kind, seq in {(e.kind, e.seq) for e in links.values() if e.kind in (LinkKind.SPLIT, LinkKind.IMPORT)}:
+                for row in self.conn.execute(
+                    f"{_LOGGED_LINKS} WHERE l.project_id = ? AND l.seq = ? AND l.kind = ?", (self.project_id, seq, kind)
+                ):
+                    links.setdefault(row["id"], _logged_link(row))
+            for link in links.values():
+                found.update(d for d in (link.target, link.source) if d is not None)
+            frontier = found - known
+        ordered = sorted(links.values(), key=lambda link: (link.seq, link.id))
+        return IdentityHistory(frozenset(known), ordered, list(self.replay_events(sorted(known))))
+
+    def ids_linked_since(self, since: datetime) -> list[str]:
+        """The ids named by link-log entries logged at or after `since` (a rule preview's seeds)."""
+        rows = self.conn.execute(
+            "SELECT target_distinct_id, source_distinct_id FROM links WHERE project_id = ? AND created_at >= ? ORDER BY id",
+            (self.project_id, format_time(since)),
         )
+        seen: dict[str, None] = {}
+        for row in rows:
+            seen.update((d, None) for d in row if d is not None)
+        return list(seen)
+
+    def rewrite_identity(
+        self, history: IdentityHistory, replayed: MemoryPersons, outcomes: Mapping[int, Decided], decided_by: int
+    ) -> None:
+        """Make the persons of the history's ids what the replay made, and record each entry's
+        outcome where the replay decided it differently from the log."""
+        ids = sorted(history.distinct_ids)
+        before = self.owners_of(ids)
+        old = set(before.values())
+        for person_id in old - replayed.persons.keys():
+            self.delete_person(person_id)
+        self.save_persons([row for p, row in replayed.persons.items() if p not in old], new=True)
+        self.save_persons([row for p, row in replayed.persons.items() if p in old], new=False)
+        self.map_distinct_ids(
+            [(d, replayed.owner[d], d in replayed.user_ids, replayed.first_mapped[d]) for d in ids if d in replayed.owner]
+        )
+        for chunk in _chunks([d for d in ids if d in before and d not in replayed.owner]):
+            self.conn.execute(
+                f"DELETE FROM distinct_ids WHERE project_id = ? AND distinct_id IN ({_marks(chunk)})",
+                (self.project_id, *chunk),
+            )
+        for person_id in replayed.persons:
+            self.replace_attributes(person_id, replayed.attributes.get(person_id) or PersonAttributes())
+        logged = {link.id: link for link in history.links}
+        for link_id, decided in outcomes.items():
+            link = logged[link_id]
+            self.conn.execute("DELETE FROM link_effects WHERE link_id = ?", (link_id,))
+            if (decided.outcome, decided.reason) != (link.logged_outcome, link.logged_reason):
+                self.conn.execute(
+                    "INSERT INTO link_effects (link_id, project_id, outcome, reason, decided_by) VALUES (?, ?, ?, ?, ?)",
+                    (link_id, self.project_id, decided.outcome, decided.reason, decided_by),
+                )
 
     def insert_warnings(self, warnings: list[WarningRecord]) -> None:
         created_at = format_time(self.now())
@@ -245,6 +337,30 @@ class SQLPersons(ABC):
 EVENT_COLUMNS = (
     "seq, project_id, uuid, distinct_id, event, timestamp, received_at, session_id, process_person, properties, ops"
 )
+
+
+# An undo replays every id joined to the entry's; past this many, it is refused, not slow.
+MAX_HISTORY_IDS = 20_000
+
+# Each entry with the outcome it has now: the one an undo re-decided, else the logged one.
+_LOGGED_LINKS = (
+    "SELECT l.*, coalesce(x.outcome, l.outcome) AS outcome_now,"
+    " CASE WHEN x.link_id IS NULL THEN l.reason ELSE x.reason END AS reason_now"
+    " FROM links l LEFT JOIN link_effects x ON x.link_id = l.id"
+)
+
+
+def _logged_link(row: Row) -> LoggedLink:
+    detail = row["detail"]
+    if isinstance(detail, str):
+        detail = _decode(detail)
+    return LoggedLink(
+        id=row["id"], seq=row["seq"] or 0, kind=row["kind"], actor=row["actor"],
+        target=row["target_distinct_id"], source=row["source_distinct_id"],
+        target_person_id=row["target_person_id"], source_person_id=row["source_person_id"],
+        event_uuid=row["event_uuid"], logged_outcome=row["outcome"], logged_reason=row["reason"],
+        outcome=row["outcome_now"], reason=row["reason_now"], detail=detail, created_at=stored_time(row["created_at"]),
+    )
 
 
 def _chunks(values: list[str], size: int = 500) -> Iterator[list[str]]:

@@ -261,4 +261,27 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
           AND jsonb_array_length(settings -> 'illegal_id_patterns') > 0;
         """,
     ),
+    (
+        # As SQLite's 0006: the links' place in history, their replay detail, and link_effects.
+        "0004_undoable_links",
+        """
+        ALTER TABLE links ADD COLUMN seq bigint;
+        ALTER TABLE links ADD COLUMN detail jsonb;
+        ALTER TABLE links DISABLE TRIGGER links_are_append_only;
+        UPDATE links SET seq = e.seq FROM events e WHERE e.project_id = links.project_id AND e.uuid = links.event_uuid;
+        UPDATE links SET seq = coalesce((
+            SELECT l2.seq FROM links l2 WHERE l2.project_id = links.project_id AND l2.id < links.id AND l2.seq IS NOT NULL
+            ORDER BY l2.id DESC LIMIT 1), 0) WHERE seq IS NULL;
+        ALTER TABLE links ENABLE TRIGGER links_are_append_only;
+        CREATE TABLE link_effects (
+            link_id bigint PRIMARY KEY,
+            project_id bigint NOT NULL,
+            outcome text COLLATE "C" NOT NULL,
+            reason text COLLATE "C",
+            decided_by bigint NOT NULL
+        );
+        CREATE INDEX link_effects_by_project ON link_effects(project_id);
+        CREATE INDEX links_by_seq ON links(project_id, seq);
+        """,
+    ),
 )

@@ -668,6 +668,11 @@ def _delete_links(conn: Connection, project_id: int, subject: _Subject) -> int:
         project_id,
         repeat=2,
     )
+    # What an undo re-decided for entries that are gone means nothing any more.
+    conn.execute(
+        "DELETE FROM link_effects WHERE project_id = ? AND NOT EXISTS (SELECT 1 FROM links l WHERE l.id = link_effects.link_id)",
+        (project_id,),
+    )
     return count
 
 

@@ -7,7 +7,7 @@ Lists are paged by keyset cursors (the last row's sort key), never by offset, so
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -175,9 +175,9 @@ def _link_rows(conn: Connection, project_id: int, person_id: str, after_id: int,
     ids = [r[0] for r in conn.execute("SELECT distinct_id FROM distinct_ids WHERE person_id = ?", (person_id,))]
     marks = ",".join("?" * len(ids)) or "NULL"
     sql = (
-        "SELECT * FROM links WHERE project_id = ? AND id > ? AND ("
-        f" target_distinct_id IN ({marks}) OR source_distinct_id IN ({marks})"
-        " OR target_person_id = ? OR source_person_id = ?) ORDER BY id"
+        f"{_LINKS} WHERE l.project_id = ? AND l.id > ? AND ("
+        f" l.target_distinct_id IN ({marks}) OR l.source_distinct_id IN ({marks})"
+        " OR l.target_person_id = ? OR l.source_person_id = ?) ORDER BY l.id"
     )
     params: list[Any] = [project_id, after_id, *ids, *ids, person_id, person_id]
     if limit is not None:
@@ -186,8 +186,72 @@ def _link_rows(conn: Connection, project_id: int, person_id: str, after_id: int,
     return conn.execute(sql, params).fetchall()
 
 
+# Each entry with what an undo or redo re-decided for it (store/persons.py `rewrite_identity`).
+_LINKS = (
+    "SELECT l.*, x.outcome AS outcome_now, x.reason AS reason_now, x.decided_by"
+    " FROM links l LEFT JOIN link_effects x ON x.link_id = l.id"
+)
+
+
+def _outcome(outcome: str, reason: str | None) -> str:
+    return outcome if reason is None else f"{outcome}:{reason}"
+
+
+def link(conn: Connection, project_id: int, link_id: int) -> dict[str, Any] | None:
+    row = conn.execute(f"{_LINKS} WHERE l.project_id = ? AND l.id = ?", (project_id, link_id)).fetchone()
+    return _link(row) if row else None
+
+
+def links_since(conn: Connection, project_id: int, after_id: int) -> list[dict[str, Any]]:
+    """The entries logged after `after_id`, oldest first (what an action just logged)."""
+    rows = conn.execute(f"{_LINKS} WHERE l.project_id = ? AND l.id > ? ORDER BY l.id", (project_id, after_id))
+    return [_link(row) for row in rows]
+
+
+def last_log_ids(conn: Connection, project_id: int) -> tuple[int, int]:
+    """The newest link-log and warning ids, to tell what an action adds."""
+    row = conn.execute(
+        "SELECT (SELECT coalesce(max(id), 0) FROM links WHERE project_id = ?),"
+        " (SELECT coalesce(max(id), 0) FROM warnings WHERE project_id = ?)",
+        (project_id, project_id),
+    ).fetchone()
+    return int(row[0]), int(row[1])
+
+
+def warnings_since(conn: Connection, project_id: int, after_id: int) -> list[dict[str, Any]]:
+    rows = conn.execute("SELECT * FROM warnings WHERE project_id = ? AND id > ? ORDER BY id", (project_id, after_id))
+    return [_warning(r) for r in rows]
+
+
+def persons_holding(conn: Connection, project_id: int, distinct_ids: Iterable[str]) -> list[dict[str, Any]]:
+    """The persons owning any of the ids, by person id."""
+    wanted = sorted({d for d in distinct_ids if free_of_nul(d)})
+    person_ids: set[str] = set()
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        person_ids.update(
+            r[0] for r in conn.execute(
+                f"SELECT person_id FROM distinct_ids WHERE project_id = ? AND distinct_id IN ({','.join('?' * len(chunk))})",
+                (project_id, *chunk),
+            )
+        )
+    found: list[dict[str, Any]] = []
+    ordered = sorted(person_ids)
+    for start in range(0, len(ordered), 500):
+        chunk = ordered[start : start + 500]
+        rows = conn.execute(
+            f"SELECT id, created_at, is_identified FROM persons WHERE id IN ({','.join('?' * len(chunk))}) ORDER BY id", chunk
+        ).fetchall()
+        found.extend(_persons_from_rows(conn, rows))
+    return found
+
+
 def _link(row: Row) -> dict[str, Any]:
-    outcome = row["outcome"] if row["reason"] is None else f"{row['outcome']}:{row['reason']}"
+    logged = _outcome(row["outcome"], row["reason"])
+    now = logged if row["outcome_now"] is None else _outcome(row["outcome_now"], row["reason_now"])
+    detail = row["detail"]
+    if isinstance(detail, str):
+        detail = _decode(detail)
     return {
         "id": row["id"],
         "kind": row["kind"],
@@ -198,7 +262,10 @@ def _link(row: Row) -> dict[str, Any]:
         "source_person_id": row["source_person_id"],
         "event_uuid": row["event_uuid"],
         "decision_row": row["decision_row"],
-        "outcome": outcome,
+        "outcome": now,
+        "logged_outcome": logged,
+        "decided_by": row["decided_by"],
+        "undoes": (detail or {}).get("undoes") if row["kind"] == "undo" else None,
         "created_at": row["created_at"],
     }
 
@@ -259,18 +326,18 @@ def warnings_page(
     rows = conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*params, limit + 1)).fetchall()
     more = len(rows) > limit
     rows = rows[:limit]
-    results = [
-        {
-            "id": r["id"],
-            "type": r["type"],
-            "event_uuid": r["event_uuid"],
-            "distinct_ids": _decode(r["distinct_ids"]),
-            "details": _decode(r["details"]),
-            "created_at": r["created_at"],
-        }
-        for r in rows
-    ]
-    return Page(results, encode_cursor(rows[-1]["id"]) if more else None)
+    return Page([_warning(r) for r in rows], encode_cursor(rows[-1]["id"]) if more else None)
+
+
+def _warning(r: Row) -> dict[str, Any]:
+    return {
+        "id": r["id"],
+        "type": r["type"],
+        "event_uuid": r["event_uuid"],
+        "distinct_ids": _decode(r["distinct_ids"]),
+        "details": _decode(r["details"]),
+        "created_at": r["created_at"],
+    }
 
 
 def dead_letters_page(conn: Connection, project_id: int, limit: int, cursor: str | None) -> Page:

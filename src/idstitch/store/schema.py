@@ -232,4 +232,32 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
         WHERE json_type(settings, '$.illegal_id_patterns') = 'array' AND json_array_length(settings, '$.illegal_id_patterns') > 0;
         """,
     ),
+    (
+        # history.py: every link entry gets its place in the project's history (the seq of its
+        # event, or one taken for it) and what a replay needs beyond its ids; `link_effects`
+        # holds the outcome an undo or redo re-decided for an entry, the log itself never
+        # changing. Entries logged before have the seq of their event, or of the nearest
+        # earlier entry that had one.
+        "0006_undoable_links",
+        """
+        ALTER TABLE links ADD COLUMN seq INTEGER;
+        ALTER TABLE links ADD COLUMN detail TEXT;
+        DROP TRIGGER links_are_append_only;
+        UPDATE links SET seq = (SELECT e.seq FROM events e WHERE e.project_id = links.project_id AND e.uuid = links.event_uuid);
+        UPDATE links SET seq = coalesce((
+            SELECT l2.seq FROM links l2 WHERE l2.project_id = links.project_id AND l2.id < links.id AND l2.seq IS NOT NULL
+            ORDER BY l2.id DESC LIMIT 1), 0) WHERE seq IS NULL;
+        CREATE TRIGGER links_are_append_only BEFORE UPDATE ON links
+        BEGIN SELECT RAISE(ABORT, 'the link log is append-only'); END;
+        CREATE TABLE link_effects (
+            link_id INTEGER PRIMARY KEY,
+            project_id INTEGER NOT NULL,
+            outcome TEXT NOT NULL,
+            reason TEXT,
+            decided_by INTEGER NOT NULL
+        );
+        CREATE INDEX link_effects_by_project ON link_effects(project_id);
+        CREATE INDEX links_by_seq ON links(seq);
+        """,
+    ),
 )

@@ -104,7 +104,13 @@ def _statements(sql: str) -> Iterator[str]:
 
 
 def max_seq(conn: sqlite3.Connection) -> int:
-    return int(conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
+    """The last seq taken: by an event, or by a link-log entry without one (an admin action), so
+    that no later event shares its place in history (history.py)."""
+    return int(
+        conn.execute(
+            "SELECT max(coalesce((SELECT max(seq) FROM events), 0), coalesce((SELECT max(seq) FROM links), 0))"
+        ).fetchone()[0]
+    )
 
 
 class SQLitePersons(SQLPersons):
