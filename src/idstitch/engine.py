@@ -35,6 +35,7 @@ from idstitch.commands import (
 )
 from idstitch.errors import Conflict, InvalidRequest, NotFound
 from idstitch.first_touch import apply_event_operations, lifted_properties
+from idstitch.id_rules import HeldId
 from idstitch.identity import (
     Action,
     Decision,
@@ -101,6 +102,8 @@ class PersonStore(Protocol):
     def owners_of(self, distinct_ids: Iterable[str]) -> dict[str, str]: ...
     def load_persons(self, person_ids: Iterable[str]) -> dict[str, tuple[PersonRow, set[str]]]: ...
     def distinct_ids_of(self, person_id: str) -> list[tuple[str, bool]]: ...
+    def held_ids(self, person_id: str) -> list[HeldId]:
+        """The person's ids with whether each is a user id and when it joined (distinct_ids.created_at)."""
     def load_attributes(self, person_ids: Iterable[str]) -> dict[str, PersonAttributes]: ...
     def save_persons(self, rows: list[PersonRow], *, new: bool) -> None: ...
     def delete_person(self, person_id: str) -> None: ...
@@ -304,6 +307,8 @@ class Batch:
                 holder,
                 max_user_ids=self.settings.max_user_ids,
                 illegal=self.settings.illegal,
+                rules=self.settings.identity_rules,
+                at=event.timestamp,
                 event_uuid=event.uuid,
             )
             seq = self.store.next_seq()
@@ -385,6 +390,8 @@ class Batch:
             self._holder(source),
             max_user_ids=self.settings.max_user_ids,
             illegal=self.settings.illegal,
+            rules=self.settings.identity_rules,
+            at=event.timestamp if event else self.now(),
             event_uuid=event.uuid if event else None,
         )
         self._perform(kind, decision, target, source, actor, event, result, seq)
@@ -471,11 +478,18 @@ class Batch:
         person = self._person_of(distinct_id)
         if person is None:
             return None
+        held: tuple[HeldId, ...] = ()
+        if self.settings.identity_rules.limits:
+            # Only limits count a person's ids, so only a project with limits pays this query
+            # (and only for the ids of a link, never for a plain event).
+            self._write_ids()
+            held = tuple(self.store.held_ids(person.row.person_id))
         return Holder(
             person.row.person_id,
             person.row.is_identified,
             len(person.user_ids),
             distinct_id in person.user_ids,
+            held,
         )
 
     def _person_of(self, distinct_id: str) -> _Person | None:

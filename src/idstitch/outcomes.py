@@ -34,6 +34,7 @@ class WarningType(StrEnum):
 
     ILLEGAL_DISTINCT_ID = "illegal_distinct_id"
     CANNOT_MERGE_ALREADY_IDENTIFIED = "cannot_merge_already_identified"
+    IDENTITY_RULE_LIMIT = "identity_rule_limit"
     MERGE_REQUIRES_SECRET_KEY = "merge_requires_secret_key"
     IDENTITY_ON_PERSONLESS_EVENT = "identity_on_personless_event"
     PROPERTY_TYPE_MISMATCH = "property_type_mismatch"

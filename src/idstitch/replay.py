@@ -17,6 +17,7 @@ from idstitch.attributes import Attribute, PersonAttributes
 from idstitch.engine import Batch, LinkEntry, PersonRow, ReplayedEvent, StoredEvent
 from idstitch.errors import RequestError
 from idstitch.history import Step
+from idstitch.id_rules import HeldId
 from idstitch.outcomes import WarningRecord
 from idstitch.settings import ProjectSettings
 
@@ -64,6 +65,9 @@ class MemoryPersons:
         held = [d for d, p in self.owner.items() if p == person_id]
         held.sort(key=lambda d: (self.first_mapped[d], d))
         return [(d, d in self.user_ids) for d in held]
+
+    def held_ids(self, person_id: str) -> list[HeldId]:
+        return [HeldId(d, is_user_id, self.first_mapped[d]) for d, is_user_id in self.distinct_ids_of(person_id)]
 
     def load_attributes(self, person_ids: Iterable[str]) -> dict[str, PersonAttributes]:
         return {p: PersonAttributes(dict(self.attributes[p].items)) for p in person_ids if p in self.attributes}

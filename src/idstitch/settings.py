@@ -12,6 +12,7 @@ from typing import Any
 
 from idstitch.attributes import AttributePolicy, AttributeType
 from idstitch.errors import InvalidSetting
+from idstitch.id_rules import NO_RULES, IdentityRules, parse_identity_rules
 from idstitch.ids import IllegalIds
 from idstitch.regexes import check_pattern
 
@@ -33,6 +34,7 @@ PROJECT_SETTINGS: tuple[Setting, ...] = (
     Setting("identify_without_anonymous_id", "user_id", "What an identify naming no anonymous id does (PostHog `$identify` without `$anon_distinct_id`, from any SDK): `user_id` names the event's distinct id as the person's user id; `plain_event` is PostHog's rule, an ordinary event that applies its attributes and identifies nobody."),
     Setting("illegal_ids", [], "Extra distinct ids that must never be linked (exact values)."),
     Setting("illegal_id_patterns", [], "Extra illegal distinct ids as regular expressions, searched in the id (anchor with ^ and $); the same syntax as `regex` filters."),
+    Setting("identity_rules", {}, "Rules per kind of id (identity-rules.md §3, Segment Unify style): `kinds` names your own kinds by a regex, `blocked` lists per kind the values and regexes never to link, `limits` caps the ids of a kind on one person (optionally per `window_days`), and `priority` orders the kinds: a link over a limit drops the id of the lower kind. {} for none."),
     Setting("property_types", {}, "Declared attribute types, e.g. {\"plan\": \"string\"}; a mismatching value is dropped."),
     Setting("max_keys_per_person", 1000, "Attribute keys one person may hold."),
     Setting("max_key_length", 200, "Characters in an attribute key."),
@@ -74,6 +76,7 @@ class ProjectSettings:
     identify_without_anonymous_id: str = "user_id"
     illegal_ids: tuple[str, ...] = ()
     illegal_id_patterns: tuple[str, ...] = ()
+    identity_rules: IdentityRules = NO_RULES
     property_types: Mapping[str, str] = field(default_factory=dict)
     max_keys_per_person: int = 1000
     max_key_length: int = 200
@@ -100,6 +103,8 @@ def _jsonable(value: Any) -> Any:
         return list(value)
     if isinstance(value, Mapping):
         return dict(value)
+    if isinstance(value, IdentityRules):
+        return value.to_json()
     return value
 
 
@@ -138,6 +143,11 @@ def _check(setting: Setting, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise bad("a whole number of at least 1, or null for unlimited")
         return value
+    if name == "identity_rules":
+        try:
+            return parse_identity_rules(value)
+        except ValueError as error:  # it names the part of the setting that is wrong
+            raise InvalidSetting(f"Setting {error}") from None
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise bad("true or false")

@@ -15,7 +15,7 @@ import idstitch
 
 PACKAGE_DIR = Path(idstitch.__file__).parent
 CORE_MODULES = (
-    "ids", "attributes", "identity", "commands", "outcomes", "first_touch",
+    "ids", "attributes", "identity", "id_rules", "commands", "outcomes", "first_touch",
     "display", "clock", "settings", "errors", "engine", "regexes", "warning_digest",
 )
 FORBIDDEN = (

@@ -6,6 +6,7 @@ import pytest
 
 from idstitch.attributes import AttributePolicy, AttributeType
 from idstitch.errors import InvalidSetting
+from idstitch.id_rules import Blocked, CustomKind, IdentityRules, Limit
 from idstitch.ids import is_illegal_for_identity
 from idstitch.settings import DEFAULT_PROJECT_SETTINGS, PROJECT_SETTINGS, project_settings_from_json
 
@@ -20,6 +21,7 @@ def test_defaults_follow_the_rules() -> None:
         "identify_without_anonymous_id": "user_id",
         "illegal_ids": [],
         "illegal_id_patterns": [],
+        "identity_rules": {},
         "property_types": {},
         "max_keys_per_person": 1000,
         "max_key_length": 200,
@@ -86,9 +88,81 @@ def test_updated_settings_reach_the_attribute_policy_and_illegal_ids() -> None:
             {"illegal_id_patterns": ["(?<=x)y"]}, "lookahead and lookbehind assertions", id="pattern-a-linear-engine-cannot-run",
         ),
         pytest.param({"property_types": {"seats": "int"}}, "Setting 'property_types' has value", id="unknown-type"),
+        pytest.param(
+            {"identity_rules": ["user_id"]},
+            r"Setting 'identity_rules' has value \['user_id'\]. Expected an object with kinds, blocked, limits, priority",
+            id="rules-not-an-object",
+        ),
+        pytest.param(
+            {"identity_rules": {"limit": []}}, "Setting 'identity_rules' has unknown key 'limit'", id="rules-unknown-part",
+        ),
+        pytest.param(
+            {"identity_rules": {"kinds": [{"name": "crm_id", "pattern": "(a+)+$"}]}},
+            r"Setting 'identity_rules.kinds\[0\].pattern': regex '\(a\+\)\+\$' is refused: nested quantifiers",
+            id="rules-catastrophic-kind-pattern",
+        ),
+        pytest.param(
+            {"identity_rules": {"kinds": [{"name": "email", "pattern": "@"}]}},
+            r"Setting 'identity_rules.kinds\[0\].name' has value 'email'. Expected a name no other kind has",
+            id="rules-kind-shadows-a-built-in",
+        ),
+        pytest.param(
+            {"identity_rules": {"blocked": {"crm_id": {"values": ["crm_test"]}}}},
+            "Setting 'identity_rules.blocked' names the unknown kind 'crm_id'",
+            id="rules-blocked-unknown-kind",
+        ),
+        pytest.param(
+            {"identity_rules": {"blocked": {"email": {"patterns": ["(?=x)"]}}}},
+            r"Setting 'identity_rules.blocked.email.patterns\[0\]': regex .* lookahead",
+            id="rules-blocked-pattern-a-linear-engine-cannot-run",
+        ),
+        pytest.param(
+            {"identity_rules": {"limits": [{"kind": "device_id", "max": 5}]}},
+            r"Setting 'identity_rules.limits\[0\].kind' has value 'device_id'. Expected one of the kinds user_id, email,"
+            " anonymous_id",
+            id="rules-limit-unknown-kind",
+        ),
+        pytest.param(
+            {"identity_rules": {"limits": [{"kind": "anonymous_id", "max": -1}]}},
+            r"Setting 'identity_rules.limits\[0\].max' has value -1. Expected a whole number of at least 1",
+            id="rules-negative-max",
+        ),
+        pytest.param(
+            {"identity_rules": {"limits": [{"kind": "anonymous_id", "max": 5, "window_days": 0.5}]}},
+            r"Setting 'identity_rules.limits\[0\].window_days' has value 0.5",
+            id="rules-window-not-whole-days",
+        ),
+        pytest.param(
+            {"identity_rules": {"priority": ["user_id", "crm_id"]}},
+            r"Setting 'identity_rules.priority\[1\]' has value 'crm_id'. Expected one of the kinds",
+            id="rules-priority-unknown-kind",
+        ),
+        pytest.param(
+            {"identity_rules": {"priority": ["email", "email"]}},
+            r"Setting 'identity_rules.priority\[1\]' has value 'email'. Expected each kind at most once",
+            id="rules-priority-repeats-a-kind",
+        ),
         pytest.param({"property_types": {"seats": "null"}}, "Setting 'property_types' has value", id="null-type"),
     ],
 )
 def test_a_bad_setting_names_its_key_and_value(changes: dict, message: str) -> None:
     with pytest.raises(InvalidSetting, match=message):
         DEFAULT_PROJECT_SETTINGS.updated(changes)
+
+
+def test_identity_rules_are_kept_parsed_and_read_back_as_saved() -> None:
+    rules = {
+        "kinds": [{"name": "crm_id", "pattern": "^crm_"}],
+        "blocked": {"crm_id": {"values": ["crm_test"], "patterns": ["^crm_demo"]}},
+        "limits": [{"kind": "anonymous_id", "max": 5, "window_days": 7}, {"kind": "user_id", "max": 1}],
+        "priority": ["user_id", "crm_id", "email", "anonymous_id"],
+    }
+    settings = DEFAULT_PROJECT_SETTINGS.updated({"identity_rules": rules})
+    assert settings.identity_rules == IdentityRules(
+        kinds=(CustomKind("crm_id", "^crm_"),),
+        blocked={"crm_id": Blocked(frozenset({"crm_test"}), ("^crm_demo",))},
+        limits=(Limit("anonymous_id", 5, 7), Limit("user_id", 1)),
+        priority=("user_id", "crm_id", "email", "anonymous_id"),
+    )
+    assert settings.to_json()["identity_rules"] == rules
+    assert project_settings_from_json(settings.to_json()) == settings

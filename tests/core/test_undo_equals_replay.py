@@ -61,7 +61,11 @@ COMMANDS = st.one_of(
     ),
 )
 HISTORIES = st.lists(st.lists(COMMANDS, min_size=1, max_size=4), min_size=2, max_size=7)
-SETTINGS = st.sampled_from([{}, {"max_user_ids": 2}, {"person_profiles": "identified_only"}, {"max_user_ids": None}])
+SETTINGS = st.sampled_from([
+    {}, {"max_user_ids": 2}, {"person_profiles": "identified_only"}, {"max_user_ids": None},
+    {"identity_rules": {"limits": [{"kind": "anonymous_id", "max": 2, "window_days": 1}],
+                        "blocked": {"anonymous_id": {"values": ["anon-4"]}}}},
+])
 
 _runs = iter(range(1_000_000))
 

@@ -168,6 +168,41 @@ def test_settings_validation_names_the_bad_key_and_value(api):
     assert api.get("/api/project/settings").json()["max_user_ids"] == 1
 
 
+@pytest.mark.parametrize(
+    "rules, named",
+    [
+        pytest.param({"limits": [{"kind": "device_id", "max": 5}]}, "'identity_rules.limits[0].kind' has value 'device_id'",
+                     id="unknown-kind-in-a-limit"),
+        pytest.param({"priority": ["user_id", "crm_id"]}, "'identity_rules.priority[1]' has value 'crm_id'",
+                     id="unknown-kind-in-the-priority"),
+        pytest.param({"kinds": [{"name": "crm_id", "pattern": "(a+)+$"}]},
+                     "'identity_rules.kinds[0].pattern': regex '(a+)+$' is refused: nested quantifiers",
+                     id="catastrophic-regex"),
+        pytest.param({"limits": [{"kind": "anonymous_id", "max": -1, "window_days": 7}]},
+                     "'identity_rules.limits[0].max' has value -1", id="negative-max"),
+    ],
+)
+def test_a_bad_identity_rule_is_a_400_naming_it(api, rules, named):
+    response = api.patch("/api/project/settings", json={"identity_rules": rules})
+    assert response.status_code == 400
+    assert named in response.json()["detail"]
+    assert api.get("/api/project/settings").json()["identity_rules"] == {}
+
+
+def test_identity_rules_are_saved_and_read_back(api):
+    rules = {
+        "kinds": [{"name": "crm_id", "pattern": "^crm_"}],
+        "blocked": {"crm_id": {"values": ["crm_test"]}},
+        "limits": [{"kind": "anonymous_id", "max": 5, "window_days": 7}],
+        "priority": ["user_id", "crm_id", "email", "anonymous_id"],
+    }
+    assert api.patch("/api/project/settings", json={"identity_rules": rules}).json()["identity_rules"] == rules
+    assert api.get("/api/project/settings").json()["identity_rules"] == rules
+    send(api, "identify", user_id="crm_test", anonymous_id="cookie-1")
+    [warning] = api.get("/api/warnings").json()["results"]
+    assert (warning["type"], warning["details"]["rule"]) == ("illegal_distinct_id", "blocked:crm_id")
+
+
 def test_persons_and_events_are_paged_with_cursors(api):
     for n in range(5):
         send(api, "track", distinct_id=f"v-{n}", event="x", timestamp=f"2026-11-0{n + 1}T00:00:00Z")

@@ -131,6 +131,10 @@ class ProjectSettingsModel(BaseModel):
     )
     illegal_ids: list[str]
     illegal_id_patterns: list[str]
+    identity_rules: dict[str, Any] = Field(
+        description="Rules per kind of id: `kinds` [{name, pattern}], `blocked` {kind: {values, patterns}},"
+        " `limits` [{kind, max, window_days?}], `priority` [kind, ...] (identity-rules.md §3)."
+    )
     property_types: dict[str, str]
     max_keys_per_person: int
     max_key_length: int

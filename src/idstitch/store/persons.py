@@ -18,6 +18,7 @@ from idstitch.clock import Now, format_time, stored_time
 from idstitch.engine import LinkEntry, PersonRow, ReplayedEvent, StoredEvent
 from idstitch.errors import Conflict
 from idstitch.history import IdentityHistory, LoggedLink
+from idstitch.id_rules import HeldId
 from idstitch.identity import LinkKind
 from idstitch.outcomes import WarningRecord
 from idstitch.replay import Decided, MemoryPersons
@@ -82,6 +83,14 @@ class SQLPersons(ABC):
             (person_id,),
         )
         return [(r[0], bool(r[1])) for r in rows]
+
+    def held_ids(self, person_id: str) -> list[HeldId]:
+        rows = self.conn.execute(
+            "SELECT distinct_id, is_user_id, created_at FROM distinct_ids WHERE person_id = ?"
+            " ORDER BY created_at, distinct_id",
+            (person_id,),
+        )
+        return [HeldId(r[0], bool(r[1]), stored_time(r[2])) for r in rows]
 
     def save_persons(self, rows: list[PersonRow], *, new: bool) -> None:
         values = [(format_time(r.created_at), int(r.is_identified), r.person_id) for r in rows]

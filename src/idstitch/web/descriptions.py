@@ -11,8 +11,9 @@ from idstitch.outcomes import WarningType
 from idstitch.settings import ProjectSettings
 
 WARNING_TYPES: dict[str, str] = {
-    WarningType.ILLEGAL_DISTINCT_ID: "An identify or alias named a generic id (null, guest, 0, … or one of your own additions); nothing was linked.",
+    WarningType.ILLEGAL_DISTINCT_ID: "An identify or alias named a generic id (null, guest, 0, … or one of your own additions, or an id an identity rule blocks); nothing was linked.",
     WarningType.CANNOT_MERGE_ALREADY_IDENTIFIED: "The link would have joined two identified users, or given a person more user ids than max_user_ids allows.",
+    WarningType.IDENTITY_RULE_LIMIT: "The link would have given a person more ids of a kind than one of your identity rules allows; the id of the lower-priority kind was dropped and kept a person of its own.",
     WarningType.MERGE_REQUIRES_SECRET_KEY: "$merge_dangerously arrived with the public ingest token and the project does not allow it.",
     WarningType.IDENTITY_ON_PERSONLESS_EVENT: "An identify or alias was marked $process_person_profile: false; it was dead-lettered.",
     WarningType.PROPERTY_TYPE_MISMATCH: "A value did not match its key's declared type and was dropped.",
