@@ -130,11 +130,20 @@ class AttributeOps:
     append: Mapping[str, Any] = field(default_factory=dict)
     union: Mapping[str, Any] = field(default_factory=dict)
     remove: Mapping[str, Any] = field(default_factory=dict)
+    # Whether the event's properties may also set the person's automatic attributes (first
+    # touch, device). False once a rule refused them (attributes switched off), so that no
+    # re-derivation brings them back after the rule is lifted.
+    automatic: bool = True
 
-    def __bool__(self) -> bool:
+    @property
+    def has_operations(self) -> bool:
         return bool(
             self.set_once or self.set or self.unset or self.add or self.append or self.union or self.remove
         )
+
+    def __bool__(self) -> bool:
+        """Whether there is anything to store with the event."""
+        return self.has_operations or not self.automatic
 
     def keys(self) -> builtins.set[str]:  # `set` here is the field of that name
         keys = set(self.unset)
@@ -149,6 +158,8 @@ class AttributeOps:
             part = getattr(self, name)
             if part:
                 out[name] = list(part) if name == "unset" else dict(part)
+        if not self.automatic:
+            out["automatic"] = False
         return out
 
     def without(self, refused: builtins.set[tuple[str, str]]) -> AttributeOps:
@@ -162,6 +173,7 @@ class AttributeOps:
         return AttributeOps(
             set_once=kept("set_once"), set=kept("set"), unset=tuple(k for k in self.unset if ("unset", k) not in refused),
             add=kept("add"), append=kept("append"), union=kept("union"), remove=kept("remove"),
+            automatic=self.automatic,
         )
 
     @classmethod
@@ -174,6 +186,7 @@ class AttributeOps:
             append=data.get("append", {}),
             union=data.get("union", {}),
             remove=data.get("remove", {}),
+            automatic=data.get("automatic", True),
         )
 
 
@@ -270,11 +283,11 @@ def apply_operations(
 ) -> Applied:
     """Apply one event's operations to a person's attributes in place."""
     warnings: list[WarningRecord] = []
-    if not ops:
+    if not ops.has_operations:
         return Applied(set(), warnings, ops)
     if not policy.enabled:
         warnings.append(_warning(WarningType.ATTRIBUTES_DISABLED, context, keys=sorted(ops.keys())))
-        return Applied(set(), warnings, NO_OPS)
+        return Applied(set(), warnings, AttributeOps(automatic=ops.automatic))
 
     changed: set[str] = set()
     refused: set[tuple[str, str]] = set()

@@ -576,17 +576,22 @@ class Batch:
         self._persons.pop(person.row.person_id, None)
 
     def _apply_ops(self, person: _Person, event: Event, seq: int, result: CommandResult) -> None:
-        lifted = lifted_properties(event.properties, event.name)
-        if not event.ops and not lifted:
+        lifted = lifted_properties(event.properties, event.name) if event.ops.automatic else {}
+        if not event.ops.has_operations and not lifted:
             return
         identified = person.row.is_identified or bool(person.user_ids)
         context = OperationContext(event.timestamp, seq, event.uuid, event.distinct_id, identified)
         attributes = self._attributes(person)
-        changes = apply_event_operations(attributes, event.name, lifted, event.ops, context, self.settings.attribute_policy)
+        policy = self.settings.attribute_policy
+        changes = apply_event_operations(attributes, event.name, lifted, event.ops, context, policy)
         person.dirty_keys |= changes.changed
+        kept = event.ops
         if changes.explicit is not None:
             result.warnings.extend(changes.explicit.warnings)
-            self._keep_ops(seq, changes.explicit.kept)
+            kept = changes.explicit.kept
+        if lifted and not policy.enabled:
+            kept = replace(kept, automatic=False)  # refused now, so refused on every re-derivation
+        self._keep_ops(seq, kept)
 
     def _store_event(self, event: Event, seq: int | None = None) -> int:
         seq = self.store.next_seq() if seq is None else seq

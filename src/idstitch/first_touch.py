@@ -140,11 +140,11 @@ def apply_event_operations(
 ) -> EventChanges:
     """An event's automatic values, then its own operations, on a person's attributes in place:
     the one order ingestion and a split's re-derivation both follow."""
-    auto = automatic_ops(lifted, ops, attributes) if policy.enabled else NO_OPS
+    auto = automatic_ops(lifted, ops, attributes) if policy.enabled and ops.automatic else NO_OPS
     earlier = {key: attributes.items.get(key) for key in auto.set}
     # Automatic attributes are ours, not the sender's: never a warning of their own.
     changed = apply_operations(attributes, auto, context, policy).changed if auto else set()
-    explicit = apply_operations(attributes, explicit_ops(ops), context, policy) if ops else None
+    explicit = apply_operations(attributes, explicit_ops(ops), context, policy) if ops.has_operations else None
     if changed and not (explicit and explicit.changed) and _quiet(event_name, changed, earlier):
         attributes.restore(earlier)
         changed = set()

@@ -18,7 +18,9 @@ from idstitch.attributes import AttributeOps
 from idstitch.commands import Actor, Alias, Command, Event, Identify, Merge, Split
 from idstitch.engine import Batch
 from idstitch.errors import InvalidRequest, NotFound
+from idstitch.ids import normalize_distinct_id
 from idstitch.ingest.pipeline import WriteContext
+from idstitch.outcomes import Rejection
 from idstitch.previews import Changes, compare
 from idstitch.settings import ProjectSettings
 from idstitch.store import reads
@@ -173,23 +175,32 @@ def tried_identify(
     project_id: int, settings: ProjectSettings, user_id: str, anonymous_id: str | None, attributes: AttributeOps, at: datetime
 ) -> Action:
     """An identify as the ingest path would apply it now (for a dry run only)."""
+    user_id = _checked(user_id)
+    anonymous_id = _checked(anonymous_id) if anonymous_id is not None else None
     event = _tried_event(user_id, "$identify", at, attributes)
     return _tried(project_id, settings, (user_id, anonymous_id), Identify(event, user_id=user_id, anonymous_id=anonymous_id))
 
 
 def tried_alias(project_id: int, settings: ProjectSettings, target: str, source: str, at: datetime) -> Action:
+    target, source = _checked(target), _checked(source)
     event = _tried_event(target, "$create_alias", at, AttributeOps())
     return _tried(project_id, settings, (target, source), Alias(event, target=target, source=source))
 
 
 def _tried_event(distinct_id: str, name: str, at: datetime, ops: AttributeOps) -> Event:
-    if not distinct_id:
-        raise InvalidRequest("A distinct id cannot be empty")
     return Event(uuid=str(uuid.uuid4()), distinct_id=distinct_id, name=name, timestamp=at, ops=ops)
 
 
+def _checked(distinct_id: str) -> str:
+    """An id as ingest would take it (identity-rules.md §2), or the reason it would not."""
+    checked = normalize_distinct_id(distinct_id)
+    if isinstance(checked, Rejection):
+        raise InvalidRequest(f"Distinct id {distinct_id[:50]!r}: {checked.reason}")
+    return checked
+
+
 def _tried(project_id: int, settings: ProjectSettings, named: tuple[str | None, ...], command: Command) -> Action:
-    wanted = {d for d in named if d}
+    wanted = {d for d in named if d is not None}
     return Action(
         lambda context, store: _ids_of_persons(context, project_id, wanted) | wanted,
         lambda context, store: _run(context, store, project_id, settings, command),

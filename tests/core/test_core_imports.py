@@ -17,6 +17,7 @@ PACKAGE_DIR = Path(idstitch.__file__).parent
 CORE_MODULES = (
     "ids", "attributes", "identity", "id_rules", "commands", "outcomes", "first_touch",
     "display", "clock", "settings", "errors", "engine", "regexes", "warning_digest",
+    "history", "replay", "undo", "previews", "rule_previews",
 )
 FORBIDDEN = (
     "starlette", "fastapi", "sqlite3", "msgspec", "uvicorn",

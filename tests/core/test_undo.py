@@ -7,7 +7,9 @@ import pytest
 
 from idstitch.commands import ImportPerson
 from idstitch.errors import Conflict, InvalidRequest, NotFound
-from tests.core.harness import ADMIN, RECEIVED_AT, Engine, admin_merge, alias, identify, track
+from tests.core.harness import ADMIN, RECEIVED_AT, Engine, admin_merge, alias, identify, split, track
+
+pytestmark = pytest.mark.both_stores
 
 
 def kiosk_history(engine: Engine) -> int:
@@ -94,3 +96,22 @@ def test_an_import_is_not_undone_but_split_or_deleted(engine: Engine) -> None:
     engine.apply(ImportPerson(("crm-1", "anon-9"), ("crm-1",), {"plan": "pro"}, True, RECEIVED_AT, ADMIN))
     with pytest.raises(InvalidRequest, match="import"):
         engine.undo(engine.link_ids()[0])
+
+
+@pytest.mark.parametrize("refusing", [{"attributes_enabled": False}, {"pii_guard": True}])
+def test_what_a_rule_refused_stays_refused_after_the_rule_is_lifted(make_engine, refusing) -> None:
+    """A value refused at ingest (attributes off; an email on an anonymous visitor) does not come
+    back when a split or an undo re-derives the person after the setting changed."""
+    engine = make_engine(**refusing)
+    engine.apply(track("anon", minute=1, set={"email": "ann@example.com", "plan": "pro"},
+                       properties={"$browser": "Firefox", "$current_url": "https://shop.example/"}))
+    refused = engine.properties("anon")
+    engine.settings = engine.settings.updated({"attributes_enabled": True, "pii_guard": False})
+    engine.apply(identify("ann", "anon", minute=2))
+    link = engine.link_ids()[-1]
+
+    engine.undo(link)
+    assert engine.properties("anon") == refused
+    engine.undo(engine.link_ids()[-1])  # redo
+    engine.run(lambda batch: batch.apply(split(engine.person_id("ann"))))
+    assert engine.properties("anon") == refused

@@ -190,3 +190,20 @@ def test_a_rule_change_is_previewed_over_stored_history(api):
     assert sorted(person_of(api, "eve")["distinct_ids"]) == ["eve", "eve-phone"]
     bad = api.post("/api/rules/preview", json={"changes": {"max_user_ids": 0}})
     assert bad.status_code == 400 and "max_user_ids" in bad.json()["detail"]
+
+
+def test_a_refusal_an_undo_lifted_says_so_in_the_warnings(api):
+    # A tablet aliased to Ann by mistake; Bob's identify on it was refused; the alias is undone.
+    send(api, "identify", user_id="ann", anonymous_id="ann-phone")
+    send(api, "track", distinct_id="tablet", event="Opened app")
+    send(api, "alias", distinct_id="ann", alias="tablet")
+    response = api.post("/ingest/identify", json={"user_id": "bob", "anonymous_id": "tablet"}, headers=AUTH)
+    assert response.json()["results"][0]["warnings"] == ["cannot_merge_already_identified"]
+    ann = person_of(api, "ann")
+    alias = next(link for link in api.get(f"/api/persons/{ann['id']}/links").json()["results"] if link["kind"] == "alias")
+
+    undo_id = api.post(f"/api/links/{alias['id']}/undo").json()["undo_id"]
+
+    assert sorted(person_of(api, "tablet")["distinct_ids"]) == ["bob", "tablet"]
+    [warning] = api.get("/api/warnings", params={"type": "cannot_merge_already_identified"}).json()["results"]
+    assert warning["lifted_by"] == undo_id

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 
 from idstitch import operations, rule_previews
 from idstitch.attributes import AttributeOps
@@ -29,6 +29,7 @@ from idstitch.store.projects import SecretKey
 router = APIRouter(prefix="/api", tags=["identity"], route_class=ApiRoute, responses=API_ERRORS)
 
 DryRun = Annotated[bool, Query(description="Change nothing: answer what the action would change.")]
+LinkId = Annotated[int, Path(ge=1, le=2**63 - 1, description="An entry of the link log.")]
 
 
 def _state(request: Request) -> AppState:
@@ -43,8 +44,8 @@ async def _act(request: Request, key: SecretKey, make: Any, *, dry_run: bool) ->
     """Run the action `make(project_id, settings)` builds, through the writer."""
     state = _state(request)
     project = state.project(key.project_id)
-    action: Action = make(project.id, project.settings)
     try:
+        action: Action = make(project.id, project.settings)
         return await state.writer.write(identity_change(project.id, project.settings, action, dry_run=dry_run))
     except Previewed as preview:
         return preview.change
@@ -98,7 +99,7 @@ async def split(request: Request, key: Key, person_id: str, body: schemas.SplitR
 
 
 @router.get("/links/{link_id}", response_model=schemas.Link)
-async def link(request: Request, key: Key, link_id: int) -> Any:
+async def link(request: Request, key: Key, link_id: LinkId) -> Any:
     """One entry of the link log, with the outcome it has now."""
     found = await _state(request).slots.run(lambda conn: reads.link(conn, key.project_id, link_id))
     if found is None:
@@ -107,7 +108,7 @@ async def link(request: Request, key: Key, link_id: int) -> Any:
 
 
 @router.post("/links/{link_id}/undo", response_model=schemas.IdentityChange)
-async def undo(request: Request, key: Key, link_id: int, dry_run: DryRun = False) -> Any:
+async def undo(request: Request, key: Key, link_id: LinkId, dry_run: DryRun = False) -> Any:
     """Undo one identify, alias, merge or split: the persons become what they would be had it
     never happened, every later entry re-decided by the same rules. Undoing an `undo` entry redoes
     what it undid. Appends an `undo` entry and is audited; with `dry_run`, answers what it would

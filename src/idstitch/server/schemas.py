@@ -91,6 +91,9 @@ class IngestionWarning(BaseModel):
     distinct_ids: list[str]
     details: dict[str, Any]
     created_at: str
+    lifted_by: int | None = Field(
+        None, description="For a refused link: the undo entry after which the link is no longer refused (it was re-decided)."
+    )
 
 
 class WarningPage(BaseModel):

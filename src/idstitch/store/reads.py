@@ -326,7 +326,31 @@ def warnings_page(
     rows = conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*params, limit + 1)).fetchall()
     more = len(rows) > limit
     rows = rows[:limit]
-    return Page([_warning(r) for r in rows], encode_cursor(rows[-1]["id"]) if more else None)
+    results = [_warning(r) for r in rows]
+    _mark_lifted(conn, project_id, results)
+    return Page(results, encode_cursor(rows[-1]["id"]) if more else None)
+
+
+def _mark_lifted(conn: Connection, project_id: int, warnings: list[dict[str, Any]]) -> None:
+    """A warning about a refused link that an undo re-decided says so (`lifted_by`): the refusal
+    it reports no longer holds."""
+    uuids = sorted({w["event_uuid"] for w in warnings if w["event_uuid"] and w["type"] in _LINK_WARNINGS})
+    if not uuids:
+        return
+    lifted = dict(
+        conn.execute(
+            "SELECT l.event_uuid, x.decided_by FROM links l JOIN link_effects x ON x.link_id = l.id"
+            f" WHERE l.project_id = ? AND l.event_uuid IN ({','.join('?' * len(uuids))}) AND x.outcome != 'refused'",
+            (project_id, *uuids),
+        ).fetchall()
+    )
+    for warning in warnings:
+        if warning["type"] in _LINK_WARNINGS:
+            warning["lifted_by"] = lifted.get(warning["event_uuid"])
+
+
+# The warnings that report a refused link (and nothing about attributes).
+_LINK_WARNINGS = frozenset({"cannot_merge_already_identified", "identity_rule_limit"})
 
 
 def _warning(r: Row) -> dict[str, Any]:
