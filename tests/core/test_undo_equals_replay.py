@@ -162,11 +162,13 @@ def _last_link(engine: Engine) -> int:
 
 
 def state(engine: Engine, *, attributes: bool = True) -> dict[str, Any]:
-    """Persons with their ids, flags, first-seen time and attributes; the decided links' outcomes."""
+    """Persons with their ids (and when each joined), flags, first-seen time and attributes."""
     conn = engine.conn
     persons = {}
     for person_id, created_at, identified in conn.execute("SELECT id, created_at, is_identified FROM persons WHERE project_id = ?", (PROJECT_ID,)):
-        ids = conn.execute("SELECT distinct_id, is_user_id FROM distinct_ids WHERE person_id = ? ORDER BY distinct_id", (person_id,)).fetchall()
+        ids = conn.execute(
+            "SELECT distinct_id, is_user_id, created_at FROM distinct_ids WHERE person_id = ? ORDER BY distinct_id", (person_id,)
+        ).fetchall()
         persons[person_id] = {
             "ids": [tuple(r) for r in ids], "created_at": created_at, "identified": bool(identified),
             "attributes": engine.properties_of(person_id) if attributes else None,

@@ -297,8 +297,12 @@ class SQLPersons(ABC):
             self.delete_person(person_id)
         self.save_persons([row for p, row in replayed.persons.items() if p not in old], new=True)
         self.save_persons([row for p, row in replayed.persons.items() if p in old], new=False)
-        self.map_distinct_ids(
-            [(d, replayed.owner[d], d in replayed.user_ids, replayed.first_mapped[d]) for d in ids if d in replayed.owner]
+        mapped = [(d, replayed.owner[d], d in replayed.user_ids, replayed.first_mapped[d]) for d in ids if d in replayed.owner]
+        self.map_distinct_ids(mapped)
+        # When each id joined, as the rewritten history has it (windowed identity rules count it).
+        self.conn.executemany(
+            "UPDATE distinct_ids SET created_at = ? WHERE project_id = ? AND distinct_id = ?",
+            [(format_time(at), self.project_id, d) for d, _, _, at in mapped],
         )
         for chunk in _chunks([d for d in ids if d in before and d not in replayed.owner]):
             self.conn.execute(
