@@ -87,12 +87,16 @@ def undone_links(links: Iterable[LoggedLink]) -> dict[int, int]:
     """The entries undone, each with the undo entry in effect for it. An undo entry is in effect
     unless an undo entry in effect undoes it (a redo); undos only name earlier entries, so the
     newest decide first."""
-    undos = sorted((link for link in links if link.undoes is not None), key=lambda link: link.id, reverse=True)
+    return undone_by((link.id, link.undoes) for link in links)
+
+
+def undone_by(entries: Iterable[tuple[int, int | None]]) -> dict[int, int]:
+    """`undone_links` over pairs of an entry's id and the entry it undoes (None for all but undos)."""
+    undos = sorted(((undo_id, undoes) for undo_id, undoes in entries if undoes is not None), reverse=True)
     undone: dict[int, int] = {}
-    for undo in undos:
-        if undo.id not in undone:
-            assert undo.undoes is not None
-            undone.setdefault(undo.undoes, undo.id)
+    for undo_id, undoes in undos:
+        if undo_id not in undone:
+            undone.setdefault(undoes, undo_id)
     return undone
 
 

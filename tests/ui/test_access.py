@@ -22,7 +22,8 @@ from tests.ui.conftest import csrf_of, login_nonce, sign_in
 pytestmark = pytest.mark.both_stores
 
 PUBLIC = {"/", "/ui", "/ui/", "/ui/login", "/ui/static/{name}"}
-SAMPLE_PARAMS = {"person_id": "0b8a6bb6-4bd0-5d2b-a0f5-2f7b6c7a2c11", "session_id": "sess-1", "key_id": "1", "number": "1"}
+SAMPLE_PARAMS = {"person_id": "0b8a6bb6-4bd0-5d2b-a0f5-2f7b6c7a2c11", "session_id": "sess-1", "key_id": "1", "number": "1",
+                 "link_id": "1"}
 
 
 def ui_routes_with(method: str) -> list[str]:

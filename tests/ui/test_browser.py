@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from tests.integration.conftest import ServerProcess
 from tests.ui.conftest import UI_SECRET_KEY, loopback_only
 
@@ -195,6 +197,64 @@ def test_signing_out_returns_to_the_sign_in_page(browser_page: Any, demo_server:
     assert "/ui/login" in page.url
 
 
+def overflow(page: Any) -> int:
+    """How far the page scrolls sideways (0 when it fits the window)."""
+    return int(page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth"))
+
+
+def kiosk_merge(server: ServerProcess) -> str:
+    """Ann and Bob each log in at the shop's kiosk; an operator merges Bob into Ann by mistake.
+    Answers the merged person's id."""
+    with httpx.Client(base_url=server.base_url, timeout=10) as http:
+        ingest = {"Authorization": f"Bearer {server.ingest_token}"}
+        for message in (
+            {"user_id": "ann-kiosk", "anonymous_id": "shop-kiosk-3", "set": {"name": "Ann Archer", "plan": "pro"}},
+            {"user_id": "bob-kiosk", "anonymous_id": "bob-kiosk-phone", "set": {"name": "Bob Baker", "plan": "free"}},
+        ):
+            assert http.post("/ingest/identify", json=message, headers=ingest).status_code == 200
+        merged = http.post("/api/persons/merge", json={"target_distinct_id": "ann-kiosk", "source_distinct_id": "bob-kiosk"},
+                           headers={"Authorization": f"Bearer {server.secret_key}"})
+    assert merged.status_code == 200, merged.text
+    return str(merged.json()["id"])
+
+
+def test_the_operator_previews_and_undoes_a_wrong_merge(browser_page: Any, demo_server: ServerProcess, artifacts: Path):
+    person_id = kiosk_merge(demo_server)
+    page = browser_page
+    sign_in(page, demo_server)
+    page.goto(f"{demo_server.base_url}/ui/persons/{person_id}")
+    assert page.get_by_role("heading", name="Ann Archer").is_visible()
+    merge_row = page.locator("#links tbody tr", has_text="bob-kiosk").filter(has_text="merge")
+    merge_row.get_by_role("link", name="Undo").click()
+
+    page.wait_for_url("**/ui/links/*/undo?person_id=*")
+    assert page.get_by_role("heading", name="Undo entry #").is_visible()
+    after = page.locator("section[aria-labelledby=after-title] tbody tr")
+    assert after.count() == 2
+    assert "plan pro" in after.filter(has_text="Ann Archer").inner_text()
+    assert "bob-kiosk, bob-kiosk-phone" in after.filter(has_text="Bob Baker").inner_text()
+    shoot(page, artifacts, "13-undo-preview")
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert overflow(page) <= 0, "the undo preview scrolls sideways on a phone"
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+    page.locator("form.confirm").get_by_role("button", name="Undo entry #").click()
+    page.wait_for_url(f"**/ui/persons/{person_id}?notice=*")
+    assert "undone" in page.locator(".notice").inner_text()
+    assert page.get_by_role("heading", name="Ann Archer").is_visible()
+    assert "undone (by #" in page.locator("#links tbody tr", has_text="bob-kiosk").filter(has_text="merge").inner_text()
+    assert page.locator("#ids tbody tr").count() == 2
+    assert page.locator("#attributes tbody tr", has_text="plan").locator("td").nth(1).inner_text() == "pro"
+    shoot(page, artifacts, "14-undone-ann")
+
+    page.locator(".affected").get_by_role("link", name="Bob Baker").click()
+    page.wait_for_url("**/ui/persons/*")
+    assert page.get_by_role("heading", name="Bob Baker").is_visible()
+    assert {page.locator("#ids tbody tr td").nth(i * 6).inner_text() for i in range(2)} == {"bob-kiosk", "bob-kiosk-phone"}
+    assert page.locator("#attributes tbody tr", has_text="plan").locator("td").nth(1).inner_text() == "free"
+    shoot(page, artifacts, "15-undone-bob")
+
+
 def test_pages_fit_a_phone_screen(chromium: Any, demo_server: ServerProcess, artifacts: Path):
     context = chromium.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
     context.route("**/*", loopback_only(demo_server.base_url))
@@ -204,10 +264,12 @@ def test_pages_fit_a_phone_screen(chromium: Any, demo_server: ServerProcess, art
         for name, path in (("users", "/ui/users"), ("person", "/ui/find?distinct_id=user-ada"),
                            ("sessions", "/ui/sessions"), ("warnings", "/ui/warnings"),
                            ("segments", "/ui/segments?rows=1&kind_0=attribute&key_0=plan&op_0=is_set&breakdown=plan&action=build"),
-                           ("settings", "/ui/settings")):
+                           ("settings", "/ui/settings"), ("rules", "/ui/rules"),
+                           ("merge", "/ui/find?distinct_id=user-ada"), ("split", "/ui/find?distinct_id=user-ada")):
             page.goto(demo_server.base_url + path)
-            overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
-            assert overflow <= 0, f"{path} scrolls sideways by {overflow}px on a phone"
+            if name in ("merge", "split"):  # the person's own forms, from its page
+                page.goto(page.url + ("/merge?q=user-alan&source=user-alan" if name == "merge" else "/split"))
+            assert overflow(page) <= 0, f"{path} scrolls sideways by {overflow(page)}px on a phone"
             page.screenshot(path=str(artifacts / f"narrow-{name}.png"))
     finally:
         context.close()

@@ -15,4 +15,9 @@ def http_error(error: IdstitchError) -> Exception:
     app's 503/507 with `Retry-After` (server/app.py): they are not the request's fault."""
     if isinstance(error, (StoreUnavailable, QueriesBusy)):
         return error
-    return HTTPException(_STATUS.get(type(error), 400), str(error))
+    return HTTPException(status_of(error), str(error))
+
+
+def status_of(error: IdstitchError) -> int:
+    """The 4xx status of an error that is the request's fault: 404, 409 or 400."""
+    return _STATUS.get(type(error), 400)

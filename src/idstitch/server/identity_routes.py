@@ -6,6 +6,7 @@ answers what it would change.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -22,6 +23,7 @@ from idstitch.server.api_requests import API_ERRORS, ApiRoute
 from idstitch.server.api_routes import Key
 from idstitch.server.http_errors import http_error
 from idstitch.server.state import AppState
+from idstitch.settings import ProjectSettings
 from idstitch.store import reads
 from idstitch.store.connection import Connection
 from idstitch.store.projects import SecretKey
@@ -40,15 +42,37 @@ def _actor(key: SecretKey) -> Actor:
     return Actor("admin", key.id)
 
 
-async def _act(request: Request, key: SecretKey, make: Any, *, dry_run: bool) -> IdentityChange:
-    """Run the action `make(project_id, settings)` builds, through the writer."""
-    state = _state(request)
-    project = state.project(key.project_id)
+MakeAction = Callable[[int, ProjectSettings], Action]
+
+
+async def run_action(state: AppState, project_id: int, make: MakeAction, *, dry_run: bool) -> IdentityChange:
+    """Run the action `make(project_id, settings)` builds, through the writer: what it changed,
+    or with `dry_run` what it would change. Raises what the action raises (the UI shares this)."""
+    project = state.project(project_id)
+    action = make(project.id, project.settings)
     try:
-        action: Action = make(project.id, project.settings)
         return await state.writer.write(identity_change(project.id, project.settings, action, dry_run=dry_run))
     except Previewed as preview:
         return preview.change
+
+
+async def preview_rule_change(state: AppState, project_id: int, changes: dict[str, Any], days: int) -> rule_previews.RulePreview:
+    """What the project's settings with `changes` would have done over the last `days` of the
+    link log; InvalidSetting when the changes are wrong. Nothing is changed (the UI shares this)."""
+    project = state.project(project_id)
+    proposed = project.settings.updated(changes)
+    since = state.now() - timedelta(days=days)
+
+    def run(context: WriteContext) -> rule_previews.RulePreview:
+        store: rule_previews.RuleHistory = context.persons(project.id)  # type: ignore[assignment]
+        return rule_previews.preview_rules(store, project.id, project.settings, proposed, since)
+
+    return await state.writer.write(run)
+
+
+async def _act(request: Request, key: SecretKey, make: MakeAction, *, dry_run: bool) -> IdentityChange:
+    try:
+        return await run_action(_state(request), key.project_id, make, dry_run=dry_run)
     except IdstitchError as error:
         raise http_error(error) from None
 
@@ -143,20 +167,8 @@ async def preview_rules(request: Request, key: Key, body: schemas.RulePreviewReq
     """What changing these settings (identity rules, limits, illegal ids, attribute rules) would
     have done over the last `days` of the link log: each group of ids an entry named is replayed
     under the settings of now and under the ones tried. Nothing is changed."""
-    state = _state(request)
-    project = state.project(key.project_id)
     try:
-        proposed = project.settings.updated(body.changes)
-    except IdstitchError as error:
-        raise http_error(error) from None
-    since = state.now() - timedelta(days=body.days)
-
-    def run(context: WriteContext) -> rule_previews.RulePreview:
-        store: rule_previews.RuleHistory = context.persons(project.id)  # type: ignore[assignment]
-        return rule_previews.preview_rules(store, project.id, project.settings, proposed, since)
-
-    try:
-        preview = await state.writer.write(run)
+        preview = await preview_rule_change(_state(request), key.project_id, body.changes, body.days)
     except IdstitchError as error:
         raise http_error(error) from None
     return preview.to_json()

@@ -259,7 +259,7 @@ async def export_person(
     return await _audited_lookup(request, key, selector, "export", export=True)
 
 
-async def _forget_erased(request: Request, wait: float) -> dict[str, Any]:
+async def forget_erased(request: Request, wait: float) -> dict[str, Any]:
     """Have the store drop its copies of erased rows; remember what is pending, for GET /privacy/erasure."""
     state = _state(request)
     pending = await run_in_threadpool(state.store.forget_erased, wait)
@@ -292,7 +292,7 @@ async def delete_person(request: Request, response: Response, key: Key, body: De
             suppress=body.suppress, keep_anonymised_counts=body.keep_anonymised_counts,
         ),
     )
-    files = await _forget_erased(request, ERASURE_WAIT_SECONDS)
+    files = await forget_erased(request, ERASURE_WAIT_SECONDS)
     if not files["complete"]:
         response.status_code = 202
     return {"erased": report.to_json(), "suppress": body.suppress, "keep_anonymised_counts": body.keep_anonymised_counts,
@@ -306,7 +306,7 @@ async def erasure_status(request: Request, key: Key) -> Any:
     state = _state(request)
     if state.erasure_pending is None:
         return {"complete": True, "pending": None, "remains": list(state.store.erasure_remains)}
-    return await _forget_erased(request, RETRY_WAIT_SECONDS)
+    return await forget_erased(request, RETRY_WAIT_SECONDS)
 
 
 @router.get("/privacy/suppressions", response_model=SuppressionStats)

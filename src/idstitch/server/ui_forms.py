@@ -1,5 +1,6 @@
-"""What the UI's plain HTML forms mean: condition rows into a filter document (and back), and
-the settings form into the changes `PATCH /api/project/settings` takes. No I/O here.
+"""What the UI's plain HTML forms mean: condition rows into a filter document (and back), the
+settings and rules forms into the changes `PATCH /api/project/settings` takes, and the split
+form into groups of ids. No I/O here.
 
 A condition row is four fields: `kind` (attribute, property, did, not_did), `key`, `op`, `value`.
 Values are typed as text, so the text is read as JSON when it is a JSON scalar (`42`, `true`,
@@ -16,6 +17,7 @@ from urllib.parse import parse_qsl
 
 import msgspec
 
+from idstitch.errors import InvalidSetting
 from idstitch.query.filters import FilterError, FilterNode, parse_filter
 from idstitch.server.json_input import JsonInputError, decode_json
 from idstitch.settings import ProjectSettings
@@ -216,6 +218,10 @@ def _whole(name: str, text: str) -> int:
         raise FormError(f"{name}: expected a whole number, got {text!r}") from None
 
 
+def _optional_whole(name: str, text: str) -> int | None:
+    return None if not text.strip() else _whole(name, text)
+
+
 def settings_changes(form: Form, current: ProjectSettings) -> dict[str, Any]:
     """The settings the form changes (only those that differ from `current`), as PATCH takes them.
 
@@ -228,7 +234,7 @@ def settings_changes(form: Form, current: ProjectSettings) -> dict[str, Any]:
         "attributes_enabled": form.has("attributes_enabled"),
         "pii_guard": form.has("pii_guard"),
         "allow_merge_over_ingest": form.has("allow_merge_over_ingest"),
-        "max_user_ids": None if not form.get("max_user_ids").strip() else _whole("max_user_ids", form.get("max_user_ids")),
+        "max_user_ids": _optional_whole("max_user_ids", form.get("max_user_ids")),
         "illegal_ids": _lines(form.get("illegal_ids")),
         "illegal_id_patterns": _lines(form.get("illegal_id_patterns")),
         "property_types": _property_types(form.get("property_types")),
@@ -253,3 +259,77 @@ def _property_types(text: str) -> dict[str, str]:
 
 def property_types_text(types: Mapping[str, str]) -> str:
     return "\n".join(f"{key}: {kind}" for key, kind in types.items())
+
+
+# -- identity rules, split groups ------------------------------------------------------------
+
+MAX_DAYS = 3650
+SPLIT_GROUPS = {"1": "Group 1", "2": "Group 2", "3": "Group 3", "alone": "Alone"}
+
+
+def _rules_json(name: str, text: str) -> Any:
+    if not text.strip():
+        return {}
+    try:
+        return decode_json(text)
+    except JsonInputError as error:
+        raise FormError(f"{name}: not valid JSON ({error})") from None
+
+
+_RULE_FIELDS = {
+    "identity_rules": _rules_json,
+    "max_user_ids": _optional_whole,
+    "illegal_ids": lambda name, text: _lines(text),
+    "illegal_id_patterns": lambda name, text: _lines(text),
+}
+
+
+def rules_changes(form: Form, current: ProjectSettings) -> tuple[dict[str, Any], dict[str, str]]:
+    """The identity settings the rules form changes (those that differ from `current`), and a
+    problem for each field that cannot be read or that the setting refuses (InvalidSetting's
+    message, which names the bad part: `identity_rules.limits[0].max`)."""
+    wanted: dict[str, Any] = {}
+    problems: dict[str, str] = {}
+    for name, read in _RULE_FIELDS.items():
+        try:
+            value = read(name, form.get(name))
+            current.updated({name: value})
+        except (FormError, InvalidSetting) as error:
+            problems[name] = str(error)
+        else:
+            wanted[name] = value
+    before = current.to_json()
+    return {name: value for name, value in wanted.items() if before.get(name) != value}, problems
+
+
+def days(text: str) -> int:
+    """How many days back a rule preview replays: 1 to MAX_DAYS; FormError otherwise."""
+    number = _whole("days", text)
+    if not 1 <= number <= MAX_DAYS:
+        raise FormError(f"days: expected 1 to {MAX_DAYS}, got {number}")
+    return number
+
+
+def split_choices(form: Form) -> dict[str, str]:
+    """The split form's choices: `id_<i>` each with the group `group_<i>` chosen for it."""
+    chosen: dict[str, str] = {}
+    i = 0
+    while form.has(f"id_{i}"):
+        chosen[form.get(f"id_{i}")] = form.get(f"group_{i}", "1")
+        i += 1
+    return chosen
+
+
+def split_groups(form: Form) -> tuple[tuple[str, ...], ...]:
+    """The split form's choices (a key of SPLIT_GROUPS per id) as groups for operations.split:
+    each numbered group one person, each id left alone another."""
+    numbered: dict[str, list[str]] = {}
+    alone: list[tuple[str, ...]] = []
+    for distinct_id, group in split_choices(form).items():
+        if group not in SPLIT_GROUPS:
+            raise FormError(f"the group of {distinct_id!r}: expected one of {', '.join(SPLIT_GROUPS)}, got {group!r}")
+        if group == "alone":
+            alone.append((distinct_id,))
+        else:
+            numbered.setdefault(group, []).append(distinct_id)
+    return tuple(tuple(numbered[g]) for g in sorted(numbered)) + tuple(alone)

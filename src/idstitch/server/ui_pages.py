@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
+from idstitch.commands import Actor
 from idstitch.ingest.pipeline import WriteContext
 from idstitch.query.compiler import Compiler, run_guarded
 from idstitch.query.filters import FilterError
@@ -95,6 +96,11 @@ def flag(text: str) -> bool | None:
     return {"yes": True, "no": False}.get(text)
 
 
+def admin(key: SecretKey) -> Actor:
+    """Who an identity action names: the signed-in key, as the API names it."""
+    return Actor("admin", key.id)
+
+
 def actor(key: SecretKey) -> str:
     """How the audit log names the key (the API's `admin:<key id>`)."""
-    return f"admin:{key.id}"
+    return str(admin(key))

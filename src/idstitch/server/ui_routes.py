@@ -18,11 +18,11 @@ from fastapi.responses import HTMLResponse, Response
 
 from idstitch.errors import RequestError
 from idstitch.ingest.pipeline import WriteContext
-from idstitch.query import events, lookups, people, sessions
+from idstitch.query import events, people, sessions
 from idstitch.query import segments as saved
 from idstitch.query.compiler import PERSONS, SESSIONS, TRUE, Compiler, Sql, join
 from idstitch.query.filters import FilterError, FilterNode, parse_filter
-from idstitch.server import api_routes, ui_forms, ui_segments
+from idstitch.server import api_routes, ui_forms, ui_identity, ui_rules, ui_search, ui_segments
 from idstitch.server.ui_auth import (
     LOGIN_COOKIE,
     SIGNIN_COOKIE,
@@ -60,8 +60,8 @@ from idstitch.web.pages import STATIC_FILES, static_file
 
 router = APIRouter(route_class=UIRoute, include_in_schema=False)
 router.include_router(ui_segments.router)
-
-SEARCH_KEYS = ("name", "email", "highlightDisplayName")
+router.include_router(ui_identity.router)
+router.include_router(ui_rules.router)
 
 
 # -- entry, sign-in, static ------------------------------------------------------------------
@@ -153,7 +153,7 @@ def _condition_row(params: Any) -> Row:
 @router.get("/ui/users")
 async def users(request: Request) -> Response:
     """Users, newest first. A search finds the person owning that exact distinct id, persons whose
-    email is or starts with it, then names and emails containing it (`_text_search`)."""
+    email is or starts with it, then names and emails containing it (ui_search.py)."""
     key = await require_key(request)
     params = request.query_params
     q = params.get("q", "").strip()[:200]
@@ -173,9 +173,9 @@ async def users(request: Request) -> Response:
         parts = [compiler.compile(n, PERSONS) for n in nodes]
         exact: list[dict[str, Any]] = []
         if q:
-            parts.append(_text_search(conn, q))
+            parts.append(ui_search.text_search(conn, q))
             if cursor is None:
-                exact = _exact_matches(conn, key.project_id, q)
+                exact = ui_search.exact_matches(conn, key.project_id, q)
         if identified is not None:
             parts.append(Sql("p.is_identified = ?", (int(identified),)))
         if segment_id is not None:
@@ -198,29 +198,6 @@ async def users(request: Request) -> Response:
                 filter_text=filter_text, cursor=cursor, **data)
 
 
-def _text_search(conn: Connection, q: str) -> Sql:
-    """Persons with a name or email containing `q` (ignoring ASCII case, as the filter's
-    `contains`). One pass over those keys of the attribute index (person_attributes_by_key),
-    computed once per page rather than a lookup per person: ~0.2 s at 100k persons."""
-    text, params = summaries.text_search_condition(conn, SEARCH_KEYS, q)
-    return Sql(text, params)
-
-
-def _exact_matches(conn: Connection, project_id: int, q: str) -> list[dict[str, Any]]:
-    """The person owning the distinct id `q`, persons whose email is `q`, then whose email starts
-    with it: index lookups only, so they cover every person however many there are."""
-    if not reads.free_of_nul(q):
-        return []  # no id or email holds a NUL (ids.py refuses them)
-    owner = lookups.by_distinct_id(conn, project_id, q)
-    found = ([owner["person"]] if owner else []) + lookups.by_email(conn, project_id, q)
-    known = {p["id"] for p in found}
-    for person_id in summaries.persons_with_email_prefix(conn, project_id, q):
-        if person_id not in known and (person := reads.person(conn, project_id, person_id)) is not None:
-            found.append(person)
-            known.add(person_id)
-    return list({p["id"]: p for p in found}.values())
-
-
 @router.get("/ui/find")
 async def find(request: Request) -> Response:
     """From a distinct id to its person's profile (or a search for it when nobody owns it)."""
@@ -240,6 +217,8 @@ async def person(request: Request, person_id: str) -> Response:
     key = await require_key(request)
     events_cursor = request.query_params.get("events") or None
     settings = state_of(request).project(key.project_id).settings
+    # The other persons an identity change just left (ui_identity.py), named under its notice.
+    affected = request.query_params.get("affected", "").split(",")[: ui_identity.MAX_AFFECTED]
 
     def run(conn: Connection, compiler: Compiler) -> dict[str, Any] | None:
         found = reads.person(conn, key.project_id, person_id)
@@ -254,6 +233,8 @@ async def person(request: Request, person_id: str) -> Response:
             "sessions": sessions.sessions_page(conn, key.project_id, TRUE, person_id=person_id, limit=20),
             "events": reads.events_page(conn, key.project_id, person_id, PAGE_SIZE, events_cursor),
             "links": links,
+            "undone": summaries.undone_entries(conn, key.project_id, links),
+            "affected": [p for other in affected if other and (p := reads.person(conn, key.project_id, other))],
             "link_warnings": summaries.warnings_for_events(conn, key.project_id, refused),
             "last_seen": summaries.last_seen(conn, key.project_id, [person_id]).get(person_id),
         }
@@ -267,7 +248,7 @@ async def person(request: Request, person_id: str) -> Response:
     found = data["person"]
     restrictions = merge_restrictions(found["user_ids"], found["distinct_ids"], found["is_identified"], settings)
     return page(request, key, "person.html", "users", title=found["display_name"], restrictions=restrictions,
-                 events_cursor=events_cursor, **data)
+                 events_cursor=events_cursor, undoable=ui_identity.UNDOABLE, **data)
 
 
 # -- sessions --------------------------------------------------------------------------------

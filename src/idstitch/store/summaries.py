@@ -11,6 +11,8 @@ from typing import Any
 import msgspec
 
 from idstitch.clock import format_time
+from idstitch.history import undone_by
+from idstitch.identity import LinkKind
 from idstitch.store.connection import Connection, Row
 from idstitch.store.reads import ascii_lower, free_of_nul
 
@@ -196,3 +198,17 @@ def text_search_condition(conn: Connection, keys: tuple[str, ...], text: str) ->
         f" AND substr(value, 1, 1) = '\"' AND {contains})",
         (*keys, needle),
     )
+
+
+def undone_entries(conn: Connection, project_id: int, links: list[dict[str, Any]]) -> dict[int, int]:
+    """Which of these link-log entries (reads.links) an undo in effect undid, each with that
+    undo's id (history.undone_links). An undo of one entry of a split undoes the whole split, so
+    each entry of it (one per id, sharing `seq`) is marked with that undo."""
+    undone = undone_by((link["id"], link["undoes"]) for link in links)
+    splits = [link["id"] for link in links if link["kind"] == LinkKind.SPLIT]
+    if not any(link_id in undone for link_id in splits):
+        return undone
+    marks = ",".join("?" * len(splits))
+    seq = dict(conn.execute(f"SELECT id, seq FROM links WHERE project_id = ? AND id IN ({marks})", (project_id, *splits)))
+    undoing = {seq[link_id]: undone[link_id] for link_id in splits if link_id in undone}
+    return {**{link_id: undoing[seq[link_id]] for link_id in splits if seq[link_id] in undoing}, **undone}

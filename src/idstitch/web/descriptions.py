@@ -1,11 +1,17 @@
-"""The words the UI shows for what idstitch decided: warning types, link outcomes, and what may
-still happen to a person (identity-rules.md §3)."""
+"""The words the UI shows for what idstitch decided: warning types, link outcomes, what may
+still happen to a person (identity-rules.md §3), what an identity change would do, and the
+project's identity rules."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+import msgspec
+
+from idstitch.id_rules import ANONYMOUS_ID, EMAIL, USER_ID, IdentityRules, Limit
 from idstitch.ids import is_illegal_for_identity
 from idstitch.outcomes import WarningType
 from idstitch.settings import ProjectSettings
@@ -33,6 +39,7 @@ OUTCOMES: dict[str, str] = {
     "split": "split off into a person of its own",
     "deleted": "deleted",
     "imported": "imported",
+    "undone": "undone",
 }
 
 
@@ -109,3 +116,93 @@ def merge_restrictions(
             refused=True,
         ))
     return lines
+
+
+# -- identity changes (operations.IdentityChange.to_json()) ----------------------------------
+
+
+def change_sentences(change: Mapping[str, Any]) -> list[str]:
+    """What a dry run would change, a plain sentence a line, naming persons as the UI does."""
+    persons = {p["id"]: p for p in (*change["persons_before"], *change["persons_after"])}
+
+    def name(person_id: str | None) -> str:
+        return persons[person_id]["display_name"] if person_id in persons else "no person"
+
+    def held(person_id: str) -> str:
+        return ", ".join(persons[person_id]["distinct_ids"])
+
+    lines = [f"A person {name(p)} would be created, holding {held(p)}." for p in change["created"]]
+    lines += [f"The person {name(p)} would be gone (it held {held(p)})." for p in change["deleted"]]
+    lines += [
+        f"Id {m['distinct_id']} would move from {name(m['from_person_id'])} to {name(m['to_person_id'])}."
+        for m in change["moved_ids"]
+    ]
+    lines += [_attribute_sentence(name(a["person_id"]), a) for a in change["attribute_changes"]]
+    lines += [
+        f"{name(i['person_id'])} would be {'identified' if i['is_identified'] else 'anonymous'}."
+        for i in change["identified_changes"]
+    ]
+    lines += [
+        f"Entry #{entry['id']} of the link log would read “{outcome_description(entry['after'])}”"
+        f" instead of “{outcome_description(entry['before'])}”."
+        for entry in change["links_changed"]
+    ]
+    logged = Counter(link["kind"] for link in change["links"])
+    lines += [f"The link log would get {_count(n, f'{kind} entry', f'{kind} entries')}." for kind, n in logged.items()]
+    lines += [f"Warning {w['type']} would be recorded: {warning_description(w['type'])}" for w in change["warnings"]]
+    return lines or ["Nothing would change."]
+
+
+def change_summary(change: Mapping[str, Any]) -> str:
+    """What a change did, as counts in one line (the notice after it)."""
+    parts = [
+        _count(len(change["created"]), "person created", "persons created"),
+        _count(len(change["deleted"]), "person removed", "persons removed"),
+        _count(len(change["moved_ids"]), "id moved", "ids moved"),
+        _count(len(change["attribute_changes"]), "attribute changed", "attributes changed"),
+        _count(len(change["links_changed"]), "entry re-decided", "entries re-decided"),
+        _count(len(change["warnings"]), "warning", "warnings"),
+    ]
+    return ", ".join(part for part in parts if part) or "nothing changed"
+
+
+def _attribute_sentence(person: str, change: Mapping[str, Any]) -> str:
+    key, before, after = change["key"], _shown(change["before"]), _shown(change["after"])
+    if change["before"] is None:
+        return f"{person} would get {key} {after}."
+    if change["after"] is None:
+        return f"{person} would lose {key} (now {before})."
+    return f"{person}: {key} would be {after} (now {before})."
+
+
+def _shown(value: Any) -> str:
+    return f"“{value}”" if isinstance(value, str) else msgspec.json.encode(value).decode()
+
+
+def _count(n: int, one: str, many: str) -> str:
+    if n == 0:
+        return ""
+    return f"1 {one}" if n == 1 else f"{n} {many}"
+
+
+# -- identity rules (identity-rules.md §3 "Identity rules") ----------------------------------
+
+
+def rule_sentences(rules: IdentityRules) -> list[str]:
+    """The project's identity rules, a sentence each; none when it has none."""
+    lines = [f"Kind {k.name}: the ids in which the pattern {k.pattern} is found." for k in rules.kinds]
+    for kind, blocked in rules.blocked.items():
+        parts = [", ".join(sorted(blocked.values))] if blocked.values else []
+        parts += [f"ids matching {pattern}" for pattern in blocked.patterns]
+        lines.append(f"Never linked, of kind {kind}: {'; '.join(parts)}.")
+    lines += [_limit_sentence(limit) for limit in rules.limits]
+    if rules.limits or rules.priority:
+        kinds = sorted((USER_ID, *(k.name for k in rules.kinds), EMAIL, ANONYMOUS_ID), key=rules.rank)
+        lines.append(f"Priority, highest first (a link over a limit drops the id of the lower kind): {', '.join(kinds)}.")
+    return lines
+
+
+def _limit_sentence(limit: Limit) -> str:
+    ids = "id" if limit.max == 1 else "ids"
+    when = "ever" if limit.window_days is None else f"joined within {_count(limit.window_days, 'day', 'days')}"
+    return f"At most {limit.max} {limit.kind} {ids} per person, {when}."

@@ -14,7 +14,7 @@ from jinja2 import Environment, FunctionLoader, StrictUndefined
 
 from idstitch.clock import stored_time
 from idstitch.web import charts
-from idstitch.web.descriptions import outcome_description, warning_description
+from idstitch.web.descriptions import change_sentences, outcome_description, warning_description
 
 STATIC_FILES = {"ui.css": "text/css; charset=utf-8", "ui.js": "text/javascript; charset=utf-8"}
 
@@ -101,7 +101,7 @@ def environment() -> Environment:
     env.filters.update(
         when=when, ago=ago, duration=duration, initials=initials, as_json=as_json, number=number,
         outcome=outcome_description, warning_description=warning_description,
-        period=charts.period_label,
+        period=charts.period_label, change_sentences=change_sentences,
     )
     env.globals["warning_sparkline"] = lambda group: charts.sparkline(
         f"{group['type']} per day, last {len(group['daily'])} days", group["daily"], group["days"]
