@@ -100,13 +100,6 @@ def undone_by(entries: Iterable[tuple[int, int | None]]) -> dict[int, int]:
     return undone
 
 
-def operation_of(link: LoggedLink, links: Iterable[LoggedLink]) -> list[LoggedLink]:
-    """The entries one operator action wrote: a split or an import logs one per id."""
-    if link.kind not in (LinkKind.SPLIT, LinkKind.IMPORT):
-        return [link]
-    return [other for other in links if other.kind == link.kind and other.seq == link.seq]
-
-
 def steps(history: IdentityHistory, undone: Mapping[int, int] | Iterable[int]) -> list[Step]:
     """The history's commands in order, leaving out the undone entries (an undone identify,
     alias or merge that came with an event still stores the event, as an ordinary one)."""

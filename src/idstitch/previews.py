@@ -43,10 +43,6 @@ class Changes:
     attribute_changes: list[AttributeChanged] = field(default_factory=list)
     identified_changes: list[tuple[str, bool]] = field(default_factory=list)
 
-    @property
-    def changes_anything(self) -> bool:
-        return bool(self.created or self.deleted or self.moved_ids or self.attribute_changes or self.identified_changes)
-
 
 _MISSING = object()
 
