@@ -227,14 +227,15 @@ def _refused_id(
     event_uuid: str | None,
 ) -> WarningRecord | None:
     """The warning for an id that must never be linked: illegal (§2), or blocked by a rule of its kind."""
+    kind = None
+    if not is_illegal_for_identity(distinct_id, illegal):
+        kind = rules.blocking_kind(distinct_id, is_user_id=is_user_id)
+        if kind is None:
+            return None  # every identify asks, twice: build the warning only for an id refused
     ids = (distinct_id,) if other is None else (distinct_id, other)
     details = {"illegal_distinct_id": distinct_id} | ({} if other is None else {"other_distinct_id": other})
-    if is_illegal_for_identity(distinct_id, illegal):
-        return WarningRecord(WarningType.ILLEGAL_DISTINCT_ID, ids, details, event_uuid)
-    kind = rules.blocking_kind(distinct_id, is_user_id=is_user_id)
-    if kind is None:
-        return None
-    details |= {"kind": kind, "rule": f"blocked:{kind}"}
+    if kind is not None:
+        details |= {"kind": kind, "rule": f"blocked:{kind}"}
     return WarningRecord(WarningType.ILLEGAL_DISTINCT_ID, ids, details, event_uuid)
 
 

@@ -9,13 +9,13 @@ re-decided by the same rules, so an identify refused because of the undone merge
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from idstitch.commands import Actor
 from idstitch.engine import LinkEntry, PersonStore
 from idstitch.errors import Conflict, InvalidRequest, NotFound
-from idstitch.history import DECIDED_KINDS, IdentityHistory, IdentityLog, steps, undone_links
+from idstitch.history import DECIDED_KINDS, IdentityHistory, IdentityLog, LoggedLink, steps, undone_links
 from idstitch.identity import LinkKind
 from idstitch.outcomes import LinkOutcome
 from idstitch.replay import Decided, MemoryPersons, replay
@@ -49,12 +49,21 @@ def undo_link(store: UndoStore, project_id: int, settings: ProjectSettings, link
     undone = undone_links(history.links)
     if link_id in undone:
         raise Conflict(f"Entry {link_id} is already undone by entry {undone[link_id]}: undo that one to redo it")
-    entry = LinkEntry(
-        LinkKind.UNDO.value, str(actor), link.target, link.source, None, None, None, None,
-        LinkOutcome.UNDONE, None, store.next_seq(), {"undoes": link_id},
+    seq = store.next_seq()
+    detail = {"undoes": link_id}
+    undo_id = store.insert_link(
+        LinkEntry(
+            LinkKind.UNDO.value, str(actor), link.target, link.source, None, None, None, None,
+            LinkOutcome.UNDONE, None, seq, detail,
+        )
     )
-    undo_id = store.insert_link(entry)
-    history = store.identity_history(history.distinct_ids)
+    # The undo entry joins the history read above: it is the newest entry, with the newest seq
+    # (its time is the undone entry's here; a replay never reads an undo entry's time).
+    logged = LoggedLink(
+        undo_id, seq, LinkKind.UNDO.value, str(actor), link.target, link.source, None, None, None,
+        LinkOutcome.UNDONE.value, None, LinkOutcome.UNDONE.value, None, detail, link.created_at,
+    )
+    history = replace(history, links=[*history.links, logged])
     undone = undone_links(history.links)
     replayed, not_replayed = replay(project_id, settings, steps(history, undone))
     outcomes: dict[int, Decided] = {}
