@@ -9,7 +9,8 @@ events (`IdentityLog.identity_history`), this module only orders and rebuilds.
 The order is the event sequence. An ingest entry shares the seq of its event (the link is
 decided just before its event is stored); an admin entry (merge, split, undo) takes a seq of its
 own, which no event is given after it. Entries logged before they had a seq were given the seq
-of their event or of the nearest earlier entry that had one, and go before that event.
+of their event or of the nearest earlier entry that had one; sharing that seq, an entry without
+an event goes after the event (it was logged after it).
 """
 
 from __future__ import annotations
@@ -117,14 +118,14 @@ def steps(history: IdentityHistory, undone: Mapping[int, int] | Iterable[int]) -
     for position, replayed in enumerate(history.events):
         step = _event_step(replayed, by_event.get(replayed.uuid, []), skipped)
         if step is not None:
-            found.append(((replayed.seq, 1, position), step))
+            found.append(((replayed.seq, 0, position), step))
     for entries in _operations(eventless):
         first = entries[0]
         if any(entry.id in skipped for entry in entries):
             continue
         step = _admin_step(entries)
         if step is not None:
-            found.append(((first.seq, 0, first.id), step))
+            found.append(((first.seq, 1, first.id), step))
     found.sort(key=lambda item: item[0])
     return [step for _, step in found]
 
