@@ -79,6 +79,7 @@ def cli() -> None:
 @_option("header_timeout")
 @_option("keep_alive_timeout")
 @_option("max_connections")
+@_option("analytics")
 def serve(**values: Any) -> None:
     """Start the server on an embedded SQLite data directory (created on first start), or on a
     PostgreSQL database that several servers share.

@@ -90,8 +90,10 @@ _ORDER = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<=", "after": ">", "before"
 class Compiler:
     """Compiles filters for one project at one moment (relative times resolve against `now`)."""
 
-    def __init__(self, conn: Connection, project_id: int, now: datetime) -> None:
+    def __init__(self, conn: Connection, project_id: int, now: datetime, *, catalog: Connection | None = None) -> None:
         self.conn = conn
+        # Where saved segments are read: the store, when the query runs on the analytics copy.
+        self.catalog = catalog or conn
         self.dialect = conn.dialect
         self.project_id = project_id
         self.now = now
@@ -211,7 +213,7 @@ class Compiler:
     def _segment(self, node: SegmentCondition, target: Target, path: str, depth: int, seen: tuple[int, ...]) -> Sql:
         if node.segment in seen:
             raise FilterError([(path, f"segment {node.segment} refers to itself through {list(seen)}")])
-        row = self.conn.execute(
+        row = self.catalog.execute(
             "SELECT filter FROM segments WHERE project_id = ? AND id = ?", (self.project_id, node.segment)
         ).fetchone()
         if row is None:
@@ -258,8 +260,12 @@ def where_clause(compiler: Compiler, target: Target, node: FilterNode | None, se
     return join(parts, "AND")
 
 
-def run_guarded(conn: Connection, project_id: int, now: datetime, fn: Callable[[Connection, Compiler], T]) -> T:
-    """Run a query function with a compiler for the project, under the query time budget.
+def run_guarded(
+    conn: Connection, project_id: int, now: datetime, fn: Callable[[Connection, Compiler], T], *,
+    catalog: Connection | None = None,
+) -> T:
+    """Run a query function with a compiler for the project, under the query time budget
+    (`catalog`: where saved segments are, if not on `conn`).
 
     A regex that spends its budget (SQLite), or a statement that outlasts it (PostgreSQL), aborts
     the query; that is the filter's fault, said as such.
@@ -268,7 +274,7 @@ def run_guarded(conn: Connection, project_id: int, now: datetime, fn: Callable[[
     guard.install(conn)
     try:
         with conn.dialect.time_limit(conn, guard.budget):
-            return fn(conn, Compiler(conn, project_id, now))
+            return fn(conn, Compiler(conn, project_id, now, catalog=catalog))
     except StatementTimeout:
         raise FilterError([(
             "filter",

@@ -137,6 +137,8 @@ def _run(
             params: tuple[Any, ...] = (*value.params, *event_where.params, attribute)
         else:
             sql, params = inner, (*value.params, *event_where.params)
+        if dialect.grouping_sets:
+            return _persons_grouped(conn, sql, params)
         periods: dict[str | None, dict[str, int]] = {}
         members: dict[str | None, set[str]] = {}
         everyone: set[str] = set()
@@ -174,6 +176,28 @@ def _run(
         rows = having + [(period, None, number) for period, number in without.items() if number]
     grouped, totals = _fold(rows)
     return grouped, totals, sum(totals.values())
+
+
+def _persons_grouped(
+    conn: Connection, distinct_rows: str, params: tuple[Any, ...]
+) -> tuple[dict[str | None, dict[str, int]], dict[str | None, int], int]:
+    """The persons measure in the engine: distinct persons per (period, value), per value and
+    overall, in one pass over the distinct (period, person, value) rows."""
+    periods: dict[str | None, dict[str, int]] = {}
+    totals: dict[str | None, int] = {}
+    overall = 0
+    for level, period, found, number in conn.execute(
+        "SELECT grouping(period, value), period, value, count(DISTINCT person_id)"
+        f" FROM ({distinct_rows}) AS x GROUP BY GROUPING SETS ((period, value), (value), ())",
+        params,
+    ):
+        if level == 0:
+            periods.setdefault(found, {})[period] = number
+        elif level == 2:
+            totals[found] = number
+        else:
+            overall = number
+    return periods, totals, overall
 
 
 def _fold(rows: list[Any]) -> tuple[dict[str | None, dict[str, int]], dict[str | None, int]]:

@@ -10,6 +10,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 import idstitch
+from idstitch.analytics.choice import open_engine
+from idstitch.analytics.feeder import Feeder
 from idstitch.clock import Now, utc_now
 from idstitch.errors import QueriesBusy, StoreFull, StoreUnavailable
 from idstitch.ingest.pipeline import Writer
@@ -45,6 +47,17 @@ def prepare(config: ServerConfig, now: Now = utc_now) -> DefaultProject:
         conn.close()
 
 
+def start_analytics(config: ServerConfig, store: Store, now: Now) -> Feeder | None:
+    """The analytics engine the config names, prepared, with its feeder running (or None)."""
+    engine = open_engine(config.analytics, config.data_dir, shared_store=store.several_servers)
+    if engine is None:
+        return None
+    engine.prepare()
+    feeder = Feeder(lambda: store.connect(read_only=True), engine, now=now)
+    feeder.start()
+    return feeder
+
+
 def create_app(config: ServerConfig, now: Now = utc_now, given: Store | None = None) -> FastAPI:
     """The app on `config`'s store (or on the store `given`, when the caller claimed it already)."""
     store = given or config.store()
@@ -55,12 +68,17 @@ def create_app(config: ServerConfig, now: Now = utc_now, given: Store | None = N
         try:
             prepare(config, now)
             writer = Writer(store.write_session(now), now)
-            state = app.state.idstitch = AppState(config, store, writer, now)
+            analytics = start_analytics(config, store, now)
+            state = app.state.idstitch = AppState(config, store, writer, now, analytics)
             try:
                 yield
             finally:
+                if analytics is not None:
+                    analytics.stop()
                 writer.close()
                 state.close()
+                if analytics is not None:
+                    analytics.engine.close()
         finally:
             store.release()
 

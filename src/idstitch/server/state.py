@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from idstitch.analytics.feeder import Feeder
 from idstitch.clock import Now, utc_now
 from idstitch.ingest.pipeline import Writer
 from idstitch.server.query_slots import QuerySlots
@@ -39,6 +40,7 @@ class ServerConfig:
     header_timeout: int = 10
     keep_alive_timeout: int = 5
     max_connections: int = 4096
+    analytics: str = "auto"
 
     def store(self) -> Store:
         return open_store(self.database, self.data_dir)
@@ -54,6 +56,8 @@ class AppState:
     store: Store
     writer: Writer
     now: Now = utc_now
+    # The analytics copy's feeder (its engine: `analytics.engine`), or None without one.
+    analytics: Feeder | None = None
     slots: QuerySlots = field(init=False)
     _local: threading.local = field(default_factory=threading.local)
     _projects: dict[str, tuple[float, Project]] = field(default_factory=dict)

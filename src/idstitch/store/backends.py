@@ -29,6 +29,11 @@ class Store(Protocol):
         """What to print at start: the file, or the database URL without its password."""
         ...
 
+    @property
+    def several_servers(self) -> bool:
+        """Whether several server processes may share this store."""
+        ...
+
     def prepare(self) -> None:
         """Create the database or migrate it to this version's schema."""
         ...
@@ -83,6 +88,7 @@ POSTGRES_REMAINS = (
 class SQLiteStore:
     path: Path
     _lock: IO[str] | None = field(default=None, repr=False)
+    several_servers = False
 
     @property
     def description(self) -> str:
@@ -142,6 +148,7 @@ class SQLiteStore:
 @dataclass
 class PostgresStore:
     dsn: str
+    several_servers = True
 
     @property
     def description(self) -> str:

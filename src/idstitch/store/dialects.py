@@ -70,10 +70,15 @@ class Dialect(ABC):
     begin_exclusive: str
     # `a {is_distinct_from} b`: not equal, where NULL equals only NULL.
     is_distinct_from: str
+    # The number of the next change of the analytics feed's `person_changes` (store/feed.py).
+    next_person_change: str
     # The syntax `json_matches` patterns are bound in: filters are written in Python's `re`
     # syntax (`python`: as written, for regexes.searches), and idstitch/regexes.py rewrites them
     # for the engine named here.
     regex_syntax: str
+    # Whether `GROUP BY GROUPING SETS (...)` is there and the fastest way to count distinct
+    # persons per period, per breakdown value and overall in one pass (query/counts.py).
+    grouping_sets = False
 
     def insert_ignore(self, table_and_columns: str, values: str) -> str:
         """An insert that skips rows whose key is already there."""
@@ -182,6 +187,8 @@ class SQLiteDialect(Dialect):
     least = "min"
     begin_exclusive = "BEGIN IMMEDIATE"
     is_distinct_from = "IS NOT"
+    # One writer: the greatest number so far plus one is in commit order (person_changes_by_change).
+    next_person_change = "(SELECT coalesce(max(change), 0) + 1 FROM person_changes)"
     regex_syntax = "python"
 
     def join_each(self, table: str, alias: str, on: str, *, outer: bool = False) -> str:
@@ -353,6 +360,8 @@ class PostgresDialect(Dialect):
     least = "least"
     begin_exclusive = f"BEGIN; SELECT pg_advisory_xact_lock({WRITES_LOCK})"
     is_distinct_from = "IS DISTINCT FROM"
+    # Drawn out of commit order by concurrent writers: store/feed.py reads only below a horizon.
+    next_person_change = "nextval('person_changes_seq')"
     regex_syntax = "postgresql"
 
     def join_each(self, table: str, alias: str, on: str, *, outer: bool = False) -> str:

@@ -23,6 +23,7 @@ from idstitch.identity import LinkKind
 from idstitch.outcomes import WarningRecord
 from idstitch.replay import Decided, MemoryPersons
 from idstitch.store.connection import Connection, Row
+from idstitch.store.feed import persons_changed
 from idstitch.store.keyed_hashes import hashed_ids, privacy_key
 
 _encode = msgspec.json.Encoder().encode
@@ -92,7 +93,11 @@ class SQLPersons(ABC):
         )
         return [HeldId(r[0], bool(r[1]), stored_time(r[2])) for r in rows]
 
+    def persons_changed(self, person_ids: Iterable[str]) -> None:
+        persons_changed(self.conn, self.project_id, person_ids)
+
     def save_persons(self, rows: list[PersonRow], *, new: bool) -> None:
+        self.persons_changed(r.person_id for r in rows)
         values = [(format_time(r.created_at), int(r.is_identified), r.person_id) for r in rows]
         if new:
             self.conn.executemany(
@@ -105,10 +110,12 @@ class SQLPersons(ABC):
             )
 
     def delete_person(self, person_id: str) -> None:
+        self.persons_changed([person_id])
         self.conn.execute("DELETE FROM person_attributes WHERE person_id = ?", (person_id,))
         self.conn.execute("DELETE FROM persons WHERE id = ?", (person_id,))
 
     def map_distinct_ids(self, rows: list[tuple[str, str, bool, datetime]]) -> None:
+        self.persons_changed(p for _, p, _, _ in rows)
         self.conn.executemany(
             "INSERT INTO distinct_ids (project_id, distinct_id, person_id, is_user_id, created_at)"
             " VALUES (?, ?, ?, ?, ?) ON CONFLICT (project_id, distinct_id)"
@@ -123,6 +130,7 @@ class SQLPersons(ABC):
         )
 
     def move_distinct_ids(self, from_person_id: str, to_person_id: str) -> None:
+        self.persons_changed([from_person_id, to_person_id])
         self.conn.execute("UPDATE distinct_ids SET person_id = ? WHERE person_id = ?", (to_person_id, from_person_id))
 
     # -- attributes ------------------------------------------------------------------------
@@ -141,6 +149,7 @@ class SQLPersons(ABC):
         return {person_id: PersonAttributes(found) for person_id, found in items.items()}
 
     def save_attributes(self, rows: list[tuple[str, str, Attribute]]) -> None:
+        self.persons_changed(person_id for person_id, _, _ in rows)
         self.conn.executemany(
             "INSERT INTO person_attributes (person_id, key, value, type, kind, time, seq, event_uuid)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (person_id, key) DO UPDATE SET value = excluded.value,"
@@ -150,6 +159,7 @@ class SQLPersons(ABC):
         )
 
     def replace_attributes(self, person_id: str, attributes: PersonAttributes) -> None:
+        self.persons_changed([person_id])
         self.conn.execute("DELETE FROM person_attributes WHERE person_id = ?", (person_id,))
         self.save_attributes([(person_id, key, attribute) for key, attribute in attributes.items.items()])
 

@@ -284,4 +284,25 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
         CREATE INDEX links_by_seq ON links(project_id, seq);
         """,
     ),
+    (
+        # As SQLite's 0007: the analytics engine's feed of changed persons and events.
+        "0005_analytics_feed",
+        """
+        CREATE SEQUENCE person_changes_seq AS bigint;
+        CREATE TABLE person_changes (
+            project_id bigint NOT NULL,
+            person_id text COLLATE "C" NOT NULL,
+            change bigint NOT NULL,
+            PRIMARY KEY (project_id, person_id)
+        );
+        CREATE INDEX person_changes_by_change ON person_changes(change);
+        CREATE TABLE event_changes (
+            change bigserial PRIMARY KEY,
+            project_id bigint NOT NULL,
+            seq bigint NOT NULL
+        );
+        CREATE TABLE store_identity (id text COLLATE "C" NOT NULL);
+        INSERT INTO store_identity (id) VALUES (replace(gen_random_uuid()::text, '-', ''));
+        """,
+    ),
 )

@@ -38,6 +38,7 @@ from idstitch.errors import Conflict, InvalidRequest, NotFound
 from idstitch.outcomes import Rejection
 from idstitch.store import reads
 from idstitch.store.connection import Connection, Row
+from idstitch.store.feed import events_changed, persons_changed
 from idstitch.store.keyed_hashes import HASH_PREFIX, keyed_hash, privacy_key
 from idstitch.store.persons import encode_json
 from idstitch.store.projects import add_secret_key, hash_key
@@ -466,6 +467,7 @@ def erase(
         _erase_events(conn, project_id, subject, keep_anonymised_counts, report)
         report.others_events_redacted = _redact_events(conn, project_id, naming, needles, key)
         report.sessions = _rebuild_sessions(conn, project_id, sessions)
+        persons_changed(conn, project_id, subject.person_ids)
         report.attributes = _delete_in(conn, "DELETE FROM person_attributes WHERE person_id IN ({})", subject.person_ids)
         report.distinct_ids = _delete_in(
             conn, "DELETE FROM distinct_ids WHERE project_id = ? AND distinct_id IN ({})", subject.distinct_ids, project_id
@@ -525,6 +527,7 @@ def _erase_events(
             )
         ]
         uuids = [u for _, u, _ in rows]
+        events_changed(conn, project_id, [seq for seq, _, _ in rows])
         # Warnings name the events they are about; those events are going.
         report.warnings += _delete_in(conn, "DELETE FROM warnings WHERE project_id = ? AND event_uuid IN ({})", uuids, project_id)
         if uuids_apart:
@@ -580,6 +583,7 @@ def _redact_events(conn: Connection, project_id: int, uuids: Sequence[str], need
             changes.append((encode_json(after[0]), encode_json(after[1]) if after[1] is not None else None, row["seq"]))
     if changes:
         conn.executemany("UPDATE events SET properties = ?, ops = ? WHERE seq = ?", changes)
+        events_changed(conn, project_id, [seq for _, _, seq in changes])
     return len(changes)
 
 

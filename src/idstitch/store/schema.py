@@ -260,4 +260,28 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
         CREATE INDEX links_by_seq ON links(seq);
         """,
     ),
+    (
+        # The analytics engine's feed (analytics/feeder.py) beside the event sequence: which
+        # persons changed (their row, ids or attributes; one row per person, its last change)
+        # and which stored events were deleted or rewritten (an erasure), each numbered in
+        # commit order.
+        "0007_analytics_feed",
+        """
+        CREATE TABLE person_changes (
+            project_id INTEGER NOT NULL,
+            person_id TEXT NOT NULL,
+            change INTEGER NOT NULL,
+            PRIMARY KEY (project_id, person_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX person_changes_by_change ON person_changes(change);
+        CREATE TABLE event_changes (
+            change INTEGER PRIMARY KEY,
+            project_id INTEGER NOT NULL,
+            seq INTEGER NOT NULL
+        );
+        -- Which store a copy was made from: a copy of another one (a file restored or replaced) starts over.
+        CREATE TABLE store_identity (id TEXT NOT NULL);
+        INSERT INTO store_identity (id) VALUES (lower(hex(randomblob(16))));
+        """,
+    ),
 )

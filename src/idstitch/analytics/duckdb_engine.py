@@ -1,0 +1,227 @@
+"""The embedded analytics engine: a DuckDB file in the data directory beside the SQLite file.
+
+One process opens it (DuckDB locks the file); the feeder writes through the process's own
+connection, and each query thread reads through a cursor of its own (DuckDB's connections to
+one database, each a consistent snapshot). Batches arrive as Arrow tables, appended in one
+statement each (row-by-row inserts would cost a hundred times more).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from idstitch.analytics.duckdb_sql import DUCKDB, register_functions
+from idstitch.analytics.engine import CopyState, FeedBatch
+from idstitch.store.dialects import Dialect
+from idstitch.store.feed import FeedPosition
+
+ANALYTICS_FILE = "analytics.duckdb"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq BIGINT NOT NULL, project_id INTEGER NOT NULL, distinct_id VARCHAR NOT NULL, event VARCHAR NOT NULL,
+    timestamp VARCHAR NOT NULL, session_id VARCHAR, properties VARCHAR NOT NULL
+);
+CREATE TABLE IF NOT EXISTS distinct_ids (project_id INTEGER NOT NULL, distinct_id VARCHAR NOT NULL, person_id VARCHAR NOT NULL);
+CREATE TABLE IF NOT EXISTS persons (id VARCHAR NOT NULL, project_id INTEGER NOT NULL, created_at VARCHAR NOT NULL, is_identified INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS person_attributes (person_id VARCHAR NOT NULL, key VARCHAR NOT NULL, value VARCHAR, kind VARCHAR NOT NULL);
+CREATE TABLE IF NOT EXISTS copy_state (
+    store_id VARCHAR, seq BIGINT NOT NULL, person_change BIGINT NOT NULL, event_change BIGINT NOT NULL
+);
+"""
+
+_TABLES = ("events", "distinct_ids", "persons", "person_attributes")
+
+_EVENTS = pa.schema([
+    ("seq", pa.int64()), ("project_id", pa.int32()), ("distinct_id", pa.string()), ("event", pa.string()),
+    ("timestamp", pa.string()), ("session_id", pa.string()), ("properties", pa.string()),
+])
+_IDS = pa.schema([("project_id", pa.int32()), ("distinct_id", pa.string()), ("person_id", pa.string())])
+_PERSONS = pa.schema([("id", pa.string()), ("project_id", pa.int32()), ("created_at", pa.string()), ("is_identified", pa.int32())])
+_ATTRIBUTES = pa.schema([("person_id", pa.string()), ("key", pa.string()), ("value", pa.string()), ("kind", pa.string())])
+_SEQS = pa.schema([("seq", pa.int64())])
+_PERSON_IDS = pa.schema([("person_id", pa.string())])
+
+
+def _arrow(schema: pa.Schema, rows: Sequence[Sequence[Any]]) -> pa.Table:
+    columns = list(zip(*rows)) if rows else [()] * len(schema)
+    return pa.table([pa.array(list(c), type=f.type) for c, f in zip(columns, schema)], schema=schema)
+
+
+class DuckDBConnection:
+    """A DuckDB cursor as the `Connection` the query layer holds (`?` marks, tuples back). A
+    result is read whole at once: DuckDB refuses a connection's next statement while one is open."""
+
+    dialect: Dialect = DUCKDB
+
+    def __init__(self, cursor: duckdb.DuckDBPyConnection) -> None:
+        self._cursor = cursor
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> _Result:
+        return _Result(self._cursor.execute(sql, list(parameters)).fetchall())
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]], /) -> _Result:
+        self._cursor.executemany(sql, [list(r) for r in rows])
+        return _Result([])
+
+    def interrupt(self) -> None:
+        self._cursor.interrupt()
+
+    def close(self) -> None:
+        self._cursor.close()
+
+
+class _Result:
+    def __init__(self, rows: list[Any]) -> None:
+        self._rows = rows
+
+    @property
+    def rowcount(self) -> int:
+        return -1
+
+    def fetchone(self) -> Any:
+        return self._rows[0] if self._rows else None
+
+    def fetchall(self) -> list[Any]:
+        return self._rows
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._rows)
+
+
+class DuckDBEngine:
+    """The analytics copy in a DuckDB file (`analytics.duckdb` in the data directory)."""
+
+    name = "duckdb"
+
+    def __init__(self, path: Path, *, memory_limit: str = "1GB", threads: int = 2) -> None:
+        self.path = path
+        self._memory_limit = memory_limit
+        self._threads = threads
+        self._db: duckdb.DuckDBPyConnection | None = None
+        self._local = threading.local()
+        self._readers: list[DuckDBConnection] = []
+        self._lock = threading.Lock()
+
+    @property
+    def description(self) -> str:
+        return str(self.path)
+
+    def _database(self) -> duckdb.DuckDBPyConnection:
+        if self._db is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = duckdb.connect(
+                str(self.path),
+                config={"memory_limit": self._memory_limit, "threads": self._threads,
+                        "autoinstall_known_extensions": False, "autoload_known_extensions": False},
+            )
+            db.execute("SET TimeZone = 'UTC'")
+            register_functions(db)
+            self._db = db
+        return self._db
+
+    def prepare(self) -> None:
+        db = self._database()
+        db.execute(_SCHEMA)
+        if db.execute("SELECT count(*) FROM copy_state").fetchall()[0][0] == 0:
+            db.execute("INSERT INTO copy_state VALUES (NULL, 0, 0, 0)")
+
+    def state(self) -> CopyState:
+        [(store_id, seq, person_change, event_change)] = self._database().execute(
+            "SELECT store_id, seq, person_change, event_change FROM copy_state"
+        ).fetchall()
+        return CopyState(store_id, FeedPosition(seq, person_change, event_change))
+
+    def start_over(self, store_id: str) -> None:
+        db = self._database()
+        db.execute("BEGIN")
+        try:
+            for table in _TABLES:
+                db.execute(f"DELETE FROM {table}")
+            db.execute("UPDATE copy_state SET store_id = ?, seq = 0, person_change = 0, event_change = 0", [store_id])
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("CHECKPOINT")
+
+    def apply(self, batch: FeedBatch) -> None:
+        db = self._database()
+        tables = {
+            "feed_events": _arrow(_EVENTS, batch.events),
+            "feed_removed": _arrow(_SEQS, [(s,) for s in batch.removed_events]),
+            "feed_changed": _arrow(_PERSON_IDS, [(p,) for p in batch.changed_persons]),
+            "feed_ids": _arrow(_IDS, batch.persons.distinct_ids),
+            "feed_persons": _arrow(_PERSONS, batch.persons.persons),
+            "feed_attributes": _arrow(_ATTRIBUTES, batch.persons.attributes),
+        }
+        for name, table in tables.items():
+            db.register(name, table)
+        db.execute("BEGIN")
+        try:
+            if batch.removed_events:
+                db.execute("DELETE FROM events WHERE seq IN (SELECT seq FROM feed_removed)")
+            for project_id, before in batch.expired.items():
+                db.execute("DELETE FROM events WHERE project_id = ? AND timestamp < ?", [project_id, before])
+            if batch.events:
+                db.execute("INSERT INTO events SELECT * FROM feed_events")
+            if batch.changed_persons:
+                db.execute("DELETE FROM persons WHERE id IN (SELECT person_id FROM feed_changed)")
+                db.execute("DELETE FROM person_attributes WHERE person_id IN (SELECT person_id FROM feed_changed)")
+                db.execute("DELETE FROM distinct_ids WHERE person_id IN (SELECT person_id FROM feed_changed)")
+                # An id may have moved here from a person whose change is not in this batch.
+                db.execute(
+                    "DELETE FROM distinct_ids USING feed_ids WHERE distinct_ids.project_id = feed_ids.project_id"
+                    " AND distinct_ids.distinct_id = feed_ids.distinct_id"
+                )
+                db.execute("INSERT INTO persons SELECT * FROM feed_persons")
+                db.execute("INSERT INTO person_attributes SELECT * FROM feed_attributes")
+                db.execute("INSERT INTO distinct_ids SELECT * FROM feed_ids")
+            p = batch.position
+            db.execute("UPDATE copy_state SET seq = ?, person_change = ?, event_change = ?", [p.seq, p.person_change, p.event_change])
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        finally:
+            for name in tables:
+                db.unregister(name)
+
+    def reader(self) -> DuckDBConnection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            cursor = self._database().cursor()
+            cursor.execute("SET TimeZone = 'UTC'")
+            conn = self._local.conn = DuckDBConnection(cursor)
+            with self._lock:
+                self._readers.append(conn)
+        return conn
+
+    def size_bytes(self) -> int | None:
+        try:
+            return self.path.stat().st_size + _size(self.path.with_name(self.path.name + ".wal"))
+        except FileNotFoundError:
+            return None
+
+    def close(self) -> None:
+        with self._lock:
+            readers, self._readers = self._readers, []
+        for conn in readers:
+            conn.close()
+        self._local = threading.local()
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0

@@ -1,0 +1,242 @@
+"""The query layer's SQL pieces in DuckDB's words (store/dialects.py `Dialect`), so a filter or a
+count compiles for the analytics copy as it does for the store, and answers the same.
+
+JSON is the text the store holds, read by DuckDB's `json_type` / `json_extract` (types:
+VARCHAR, BIGINT, UBIGINT, DOUBLE, BOOLEAN, NULL, ARRAY, OBJECT). Regexes run on DuckDB's own
+`regexp_matches`, which is RE2: linear time, as the store's. Times compare as SQLite's
+`julianday()` reads them: the canonical ISO shapes are cast by DuckDB, any other text goes to
+`sqlite_julian_day` (a Python function registered on each connection).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import msgspec
+from duckdb.func import SPECIAL
+
+from idstitch.store.dialects import Dialect, Sql, StatementTimeout
+
+if TYPE_CHECKING:
+    from idstitch.store.connection import Connection
+
+_encode = msgspec.json.Encoder().encode
+_UPPER, _LOWER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz"
+_NUMBER_TYPES = "('BIGINT', 'UBIGINT', 'DOUBLE')"
+
+
+def _path(key: str | None) -> str:
+    return "$" if key is None else f'$."{key}"'
+
+
+def _ascii_lower(text: str) -> str:
+    return f"translate({text}, '{_UPPER}', '{_LOWER}')"
+
+
+def _marks(values: list[Any]) -> str:
+    return ",".join("?" * len(values))
+
+
+class DuckDBDialect(Dialect):
+    name = "duckdb"
+    # The analytics copy is written by its feeder only, never by the store's SQL.
+    insert_ignore_prefix = "INSERT OR IGNORE INTO"
+    insert_ignore_suffix = ""
+    greatest = "greatest"
+    least = "least"
+    begin_exclusive = "BEGIN"
+    is_distinct_from = "IS DISTINCT FROM"
+    next_person_change = ""
+    regex_syntax = "re2"
+    grouping_sets = True
+
+    def join_each(self, table: str, alias: str, on: str, *, outer: bool = False) -> str:
+        return f"{'LEFT ' if outer else ''}JOIN {table} {alias} ON {on}"
+
+    def exists_per_row(self, select: str) -> str:
+        return f"EXISTS ({select})"
+
+    def indexed_by(self, index: str) -> str:
+        return ""
+
+    def week_start(self, day: str) -> str:
+        return f"strftime(date_trunc('week', CAST({day} AS DATE)), '%Y-%m-%d')"
+
+    def same_text_ignoring_ascii_case(self, column: str, value: str) -> Sql:
+        return Sql(f"{_ascii_lower(column)} = {_ascii_lower('?')}", (value,))
+
+    def json_document(self, text: str) -> str:
+        return text
+
+    def json_array_values(self, doc: str) -> str:
+        return f"(SELECT unnest(json_extract_string({doc}, '$[*]')) AS value)"
+
+    def json_text_at(self, doc: str, key: str) -> Sql:
+        return Sql(f"CAST(json_extract({doc}, ?) AS VARCHAR)", (_path(key),))
+
+    def json_is_set(self, doc: str, key: str | None) -> Sql:
+        return Sql(f"coalesce(json_type({doc}, ?), 'NULL') != 'NULL'", (_path(key),))
+
+    def json_in(self, doc: str, key: str | None, values: list[Any]) -> Sql:
+        path = _path(key)
+        jt = f"json_type({doc}, ?)"
+        strings = [v for v in values if isinstance(v, str)]
+        numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        booleans = sorted({"true" if v else "false" for v in values if isinstance(v, bool)})
+        parts = []
+        if strings:
+            parts.append(Sql(f"({jt} = 'VARCHAR' AND json_extract_string({doc}, ?) IN ({_marks(strings)}))", (path, path, *strings)))
+        if numbers:
+            parts.append(Sql(
+                f"({jt} IN {_NUMBER_TYPES} AND CAST(json_extract({doc}, ?) AS DOUBLE) IN ({_marks(numbers)}))",
+                (path, path, *(float(n) for n in numbers)),
+            ))
+        if booleans:
+            parts.append(Sql(f"({jt} = 'BOOLEAN' AND json_extract_string({doc}, ?) IN ({_marks(booleans)}))", (path, path, *booleans)))
+        if None in values:
+            parts.append(Sql(f"{jt} = 'NULL'", (path,)))
+        if len(parts) == 1:
+            return parts[0]
+        return Sql("(" + " OR ".join(p.text for p in parts) + ")", tuple(v for p in parts for v in p.params))
+
+    def json_contains(self, doc: str, key: str | None, value: Any, alias: str) -> Sql:
+        path = _path(key)
+        jt = f"json_type({doc}, ?)"
+        elements = f"CAST(json_extract({doc}, ?) AS JSON[])"
+        if isinstance(value, str):
+            return Sql(
+                f"(CASE {jt} WHEN 'VARCHAR' THEN strpos({_ascii_lower(f'json_extract_string({doc}, ?)')}, {_ascii_lower('?')}) > 0"
+                f" WHEN 'ARRAY' THEN list_contains(list_transform({elements}, lambda {alias}: CASE WHEN json_type({alias}) = 'VARCHAR'"
+                f" THEN json_extract_string({alias}, '$') END), ?) ELSE FALSE END)",
+                (path, path, value, path, value),
+            )
+        if isinstance(value, bool):
+            test = f"json_type({alias}) = 'BOOLEAN' AND CAST({alias} AS VARCHAR) = ?"
+            wanted: Any = "true" if value else "false"
+        else:
+            test = f"json_type({alias}) IN {_NUMBER_TYPES} AND CAST({alias} AS DOUBLE) = ?"
+            wanted = float(value)
+        return Sql(
+            f"({jt} = 'ARRAY' AND len(list_filter({elements}, lambda {alias}: {test})) > 0)",
+            (path, path, wanted),
+        )
+
+    def json_matches(self, doc: str, key: str | None, pattern: str, *, longest: int) -> Sql:
+        path = _path(key)
+        text = f"json_extract_string({doc}, ?)"
+        return Sql(
+            f"(CASE WHEN json_type({doc}, ?) = 'VARCHAR' AND length({text}) <= ? THEN regexp_matches({text}, ?) ELSE FALSE END)",
+            (path, path, longest, path, pattern),
+        )
+
+    def json_compare_number(self, doc: str, key: str | None, sign: str, number: int | float) -> Sql:
+        path = _path(key)
+        return Sql(
+            f"(CASE WHEN json_type({doc}, ?) IN {_NUMBER_TYPES} THEN CAST(json_extract({doc}, ?) AS DOUBLE) END {sign} ?)",
+            (path, path, float(number)),
+        )
+
+    def json_compare_time(self, doc: str, key: str | None, sign: str, julian_day: float) -> Sql:
+        path = _path(key)
+        text = f"json_extract_string({doc}, ?)"
+        # SQLite rounds the fraction of a second to the millisecond, half up.
+        cast = f"TRY_CAST({text} AS TIMESTAMPTZ)"
+        return Sql(
+            f"(CASE WHEN json_type({doc}, ?) = 'VARCHAR' THEN CASE WHEN regexp_full_match({text}, '{_CANONICAL}')"
+            f" AND {cast} IS NOT NULL THEN floor(epoch_us({cast}) / 1000.0 + 0.5) / 86400000.0 + 2440587.5"
+            f" ELSE sqlite_julian_day({text}) END END {sign} ?)",
+            (path, path, path, path, path, julian_day),
+        )
+
+    def register_regex(self, conn: Connection, match: Callable[[str, object], int]) -> None:
+        pass  # regexp_matches is RE2, DuckDB's own
+
+    @contextmanager
+    def time_limit(self, conn: Connection, seconds: float) -> Iterator[None]:
+        # DuckDB has no statement timeout: a timer interrupts the connection's running query.
+        interrupted = threading.Event()
+
+        def interrupt() -> None:
+            interrupted.set()
+            conn.interrupt()  # type: ignore[attr-defined]
+
+        timer = threading.Timer(seconds, interrupt)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        except (duckdb.InterruptException, duckdb.Error):
+            if interrupted.is_set():
+                raise StatementTimeout(seconds) from None
+            raise
+        finally:
+            timer.cancel()
+
+
+DUCKDB = DuckDBDialect()
+
+
+# -- SQLite's julianday() in Python, for texts DuckDB cannot cast --------------------------------
+
+# The shapes DuckDB's TIMESTAMPTZ cast reads as SQLite does: a date, a time to the second or
+# beyond, and Z or an offset (a time without a zone is UTC to both, the session being UTC).
+_CANONICAL = r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?(?:Z|[+-][0-9]{2}:[0-9]{2})?)?"
+_SPACE = r"[ \t\n\v\f\r]"
+_DATETIME = re.compile(
+    rf"(?:(-?)([0-9]{{4}})-([0-9]{{2}})-([0-9]{{2}})[T \t\n\v\f\r]*)?"
+    rf"(?:([0-9]{{2}}):([0-9]{{2}})(?::([0-9]{{2}})(\.[0-9]+)?)?{_SPACE}*"
+    rf"(?:[Zz]|([+-])([0-9]{{2}}):([0-9]{{2}}))?{_SPACE}*)?"
+)
+_NUMBER = re.compile(rf"{_SPACE}*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]{{1,3}})?{_SPACE}*")
+
+
+def sqlite_julian_day(text: str | None) -> float | None:
+    """What SQLite's `julianday(text)` gives (date.c: a date, a time, a zone; 'now'; a bare
+    number is itself a Julian day; fields out of range give NULL; a day past its month's end
+    rolls over)."""
+    if text is None:
+        return None
+    found = _DATETIME.fullmatch(text)
+    if found is not None and (found[2] is not None or found[5] is not None):
+        sign, y, mo, d, h, mi, s, fraction, tz_sign, tz_h, tz_mi = found.groups()
+        year = (-1 if sign == "-" else 1) * int(y) if y is not None else 2000
+        month, day = (int(mo), int(d)) if mo is not None else (1, 1)
+        hour, minute = (int(h), int(mi)) if h is not None else (0, 0)
+        second = int(s) if s is not None else 0
+        hours_off, minutes_off = (int(tz_h), int(tz_mi)) if tz_h is not None else (0, 0)
+        if not (1 <= month <= 12 and 1 <= day <= 31 and year >= -4713 and hour <= 24 and minute <= 59
+                and second <= 59 and hours_off <= 14 and minutes_off <= 59):
+            return None
+        if month <= 2:
+            year, month = year - 1, month + 12
+        centuries = _c_div(year, 100)
+        days = _c_div(36525 * (year + 4716), 100) + _c_div(306001 * (month + 1), 10000) + day + 2 - centuries + _c_div(centuries, 4)
+        ms = days * 86400000 - 131716800000 + hour * 3600000 + minute * 60000
+        ms += int((second + float(fraction or 0)) * 1000 + 0.5)
+        ms -= (-1 if tz_sign == "-" else 1) * (hours_off * 60 + minutes_off) * 60000
+        return ms / 86400000 if 0 <= ms <= 464269060799999 else None
+    if text.lower() == "now":
+        return time.time() / 86400.0 + 2440587.5
+    if _NUMBER.fullmatch(text) is not None:
+        number = float(text)
+        return number if 0 <= number < 5373484.5 else None
+    return None
+
+
+def _c_div(a: int, b: int) -> int:
+    """C's integer division (toward zero), as SQLite's date.c does it."""
+    q = abs(a) // abs(b)
+    return q if (a >= 0) == (b >= 0) else -q
+
+
+def register_functions(conn: duckdb.DuckDBPyConnection) -> None:
+    """Once per database: DuckDB's Python functions are shared by all its connections."""
+    conn.create_function(
+        "sqlite_julian_day", sqlite_julian_day, ["varchar"], "double", null_handling=SPECIAL, side_effects=False,
+    )

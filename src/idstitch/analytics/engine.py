@@ -1,0 +1,82 @@
+"""What an analytics engine is to the rest of idstitch: a columnar copy of the store's events and
+of the person side queries join them with, fed in batches, read through a `Connection` whose
+dialect compiles the same filters and counts as the store's.
+
+    AnalyticsEngine   the interface (duckdb_engine.DuckDBEngine, clickhouse_engine.ClickHouseEngine)
+    FeedBatch         one step of the feed, applied in one transaction with the position it reaches
+
+The copy holds, with the store's column names so the query layer's SQL reads both:
+
+    events             seq, project_id, distinct_id, event, timestamp, session_id, properties
+    distinct_ids       project_id, distinct_id, person_id      the mapping now (never baked into events)
+    persons            id, project_id, created_at, is_identified
+    person_attributes  person_id, key, value, kind
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from idstitch.store.connection import Connection
+from idstitch.store.feed import FeedPosition, PersonRows
+
+
+@dataclass(slots=True)
+class FeedBatch:
+    """One step: events to append, events to delete (and write again, if still stored), persons
+    to replace by their rows now, and the position the copy reaches with them."""
+
+    position: FeedPosition
+    events: list[tuple[Any, ...]] = field(default_factory=list)
+    removed_events: list[int] = field(default_factory=list)
+    changed_persons: list[str] = field(default_factory=list)
+    persons: PersonRows = field(default_factory=lambda: PersonRows([], [], []))
+    # Retention: per project, events before this time (a timestamp text) leave the copy.
+    expired: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.events or self.removed_events or self.changed_persons or self.expired)
+
+
+@dataclass(frozen=True, slots=True)
+class CopyState:
+    """Which store the copy was made from, and how far it has read."""
+
+    store_id: str | None
+    position: FeedPosition
+
+
+class AnalyticsEngine(Protocol):
+    @property
+    def name(self) -> str:
+        """`duckdb` or `clickhouse`: what `/api/status` and the answers say they ran on."""
+        ...
+
+    @property
+    def description(self) -> str:
+        """Where the copy is: its file, or the server without its password."""
+        ...
+
+    def prepare(self) -> None:
+        """Create the tables if they are not there."""
+        ...
+
+    def state(self) -> CopyState: ...
+
+    def start_over(self, store_id: str) -> None:
+        """Empty the copy and make it the copy of `store_id`, at position 0."""
+        ...
+
+    def apply(self, batch: FeedBatch) -> None:
+        """Apply one step, and its position, in one transaction: all of it or nothing."""
+        ...
+
+    def reader(self) -> Connection:
+        """This thread's read connection."""
+        ...
+
+    def size_bytes(self) -> int | None: ...
+
+    def close(self) -> None: ...
