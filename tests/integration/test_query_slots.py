@@ -111,7 +111,8 @@ def test_reads_past_the_slots_get_503_with_retry_after_and_ingest_stays_fast(bus
     assert all(a.headers.get("Retry-After") == "1" and a.json()["code"] == "queries_busy" for a in refused)
     # Refused at once, not after waiting: a client can come back when Retry-After says.
     assert sorted(s for a, s in zip(answers, seconds) if a.status_code == 503)[len(refused) // 2] < 1.0
-    served = [a.json() for a in answers if a.status_code == 200]
+    # The same counts; who answered (and the copy's lag at that moment) may differ while events arrive.
+    served = [{k: v for k, v in a.json().items() if k != "answered_by"} for a in answers if a.status_code == 200]
     assert all(s == served[0] for s in served) and served[0]["total"] > 0
     # Ingest answers as it did before the reads (the median; a shared CI machine has its moments).
     assert busy[len(busy) // 2] < max(0.1, 3 * quiet[10]), (quiet, busy)

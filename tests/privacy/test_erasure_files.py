@@ -34,6 +34,12 @@ def file_mentions(config) -> list[str]:
     return [n for n in ADA + ADA_EARLIER if n.encode() in raw]
 
 
+def copy_mentions(config) -> list[str]:
+    """Ada's ids and emails found in the bytes of the analytics copy's files."""
+    raw = b"".join(p.read_bytes() for p in config.data_dir.iterdir() if p.name.startswith("analytics.duckdb"))
+    return [n for n in ADA + ADA_EARLIER if n.encode() in raw]
+
+
 def open_snapshot(config) -> sqlite3.Connection:
     """Another process's long read: a transaction holding a snapshot from before the erasure."""
     reader = sqlite3.connect(sqlite_file(config), isolation_level=None, check_same_thread=False)
@@ -52,6 +58,23 @@ def test_an_erasure_leaves_no_byte_of_the_person_in_the_database_or_wal(api, con
     assert response.status_code == 200, response.text
     assert response.json()["complete"] is True and response.json()["pending"] is None
     assert file_mentions(config) == []
+
+
+@pytest.mark.sqlite_only
+def test_an_erasure_leaves_no_byte_of_the_person_in_the_analytics_copy(api, config):
+    ada_with_history(api)
+    counted = api.post("/api/counts", json={"measure": "events", "interval": None})
+    assert counted.json()["answered_by"]["engine"] == "duckdb"
+    assert set(copy_mentions(config)) >= {"ada@example.com", "user-ada-42"}
+
+    response = api.post("/api/privacy/delete", json={"email": "ada@example.com", "suppress": True})
+
+    assert response.status_code == 200, response.text
+    assert response.json()["complete"] is True
+    assert copy_mentions(config) == []
+    after = api.post("/api/counts", json={"measure": "persons", "interval": None}).json()
+    assert after["answered_by"]["engine"] == "duckdb"
+    assert after["total"] == api.post("/api/persons/query", json={"limit": 1000}).json()["results"].__len__()
 
 
 @pytest.mark.sqlite_only

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from idstitch.server.state import ServerConfig
 from idstitch.store import summaries
+from tests.conftest import INGEST_TOKEN
 from tests.privacy.conftest import send
 
 pytestmark = pytest.mark.both_stores
@@ -98,3 +99,27 @@ def test_the_summaries(api: TestClient, config: ServerConfig):
         ]
     finally:
         conn.close()
+
+
+@pytest.mark.sqlite_only
+def test_the_settings_page_shows_the_analytics_copy_and_its_lag(ui) -> None:
+    sent = ui.post("/ingest/batch", json={"token": INGEST_TOKEN, "batch": [
+        {"type": "track", "distinct_id": "anon-1", "event": "Signed up", "timestamp": "2026-11-02T10:00:00Z"}]})
+    assert sent.status_code == 200
+    ui.app.state.idstitch.analytics.catch_up()
+
+    html = ui.get("/ui/settings").text
+
+    assert "Analytics copy" in html and "analytics.duckdb" in html
+    assert 'data-analytics-lag="0"' in html and "up to date" in html
+
+
+@pytest.mark.sqlite_only
+def test_the_segment_chart_says_it_came_from_the_analytics_copy(ui) -> None:
+    sent = ui.post("/ingest/batch", json={"token": INGEST_TOKEN, "batch": [
+        {"type": "track", "distinct_id": "anon-1", "event": "Signed up", "timestamp": "2026-11-02T10:00:00Z"}]})
+    assert sent.status_code == 200
+
+    html = ui.get("/ui/segments", params={"measure": "events", "interval": "total"}).text
+
+    assert 'data-answered-by="duckdb"' in html and "up to date with the store" in html

@@ -8,8 +8,9 @@ statement each (row-by-row inserts would cost a hundred times more).
 
 from __future__ import annotations
 
+import os
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ _PERSONS = pa.schema([("id", pa.string()), ("project_id", pa.int32()), ("created
 _ATTRIBUTES = pa.schema([("person_id", pa.string()), ("key", pa.string()), ("value", pa.string()), ("kind", pa.string())])
 _SEQS = pa.schema([("seq", pa.int64())])
 _PERSON_IDS = pa.schema([("person_id", pa.string())])
+_KEPT = pa.schema([("project_id", pa.int32()), ("person_id", pa.string())])
 
 
 def _arrow(schema: pa.Schema, rows: Sequence[Sequence[Any]]) -> pa.Table:
@@ -60,10 +62,15 @@ class DuckDBConnection:
 
     dialect: Dialect = DUCKDB
 
-    def __init__(self, cursor: duckdb.DuckDBPyConnection) -> None:
-        self._cursor = cursor
+    def __init__(self, open_cursor: Callable[[], duckdb.DuckDBPyConnection]) -> None:
+        self._open_cursor = open_cursor
+        self._cursor = open_cursor()
+        self._interrupted = False
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> _Result:
+        if self._interrupted:  # an interrupt that came after its query ended must not stop the next
+            self._cursor.close()
+            self._cursor, self._interrupted = self._open_cursor(), False
         return _Result(self._cursor.execute(sql, list(parameters)).fetchall())
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]], /) -> _Result:
@@ -71,6 +78,8 @@ class DuckDBConnection:
         return _Result([])
 
     def interrupt(self) -> None:
+        """Stop the running query (from another thread: DuckDBDialect.time_limit)."""
+        self._interrupted = True
         self._cursor.interrupt()
 
     def close(self) -> None:
@@ -108,6 +117,7 @@ class DuckDBEngine:
         self._local = threading.local()
         self._readers: list[DuckDBConnection] = []
         self._lock = threading.Lock()
+        self._generation = 0  # bumped when the file is replaced (forget_deleted)
 
     @property
     def description(self) -> str:
@@ -160,6 +170,7 @@ class DuckDBEngine:
             "feed_ids": _arrow(_IDS, batch.persons.distinct_ids),
             "feed_persons": _arrow(_PERSONS, batch.persons.persons),
             "feed_attributes": _arrow(_ATTRIBUTES, batch.persons.attributes),
+            "feed_kept": _arrow(_KEPT, [(p, i) for p, ids in batch.persons_kept.items() for i in ids]),
         }
         for name, table in tables.items():
             db.register(name, table)
@@ -183,6 +194,14 @@ class DuckDBEngine:
                 db.execute("INSERT INTO persons SELECT * FROM feed_persons")
                 db.execute("INSERT INTO person_attributes SELECT * FROM feed_attributes")
                 db.execute("INSERT INTO distinct_ids SELECT * FROM feed_ids")
+            for project_id in batch.persons_kept:
+                gone = "SELECT id FROM persons WHERE project_id = ? AND id NOT IN (SELECT person_id FROM feed_kept)"
+                db.execute(f"DELETE FROM person_attributes WHERE person_id IN ({gone})", [project_id])
+                db.execute(
+                    "DELETE FROM distinct_ids WHERE project_id = ? AND person_id NOT IN (SELECT person_id FROM feed_kept)",
+                    [project_id],
+                )
+                db.execute(f"DELETE FROM persons WHERE id IN ({gone})", [project_id])
             p = batch.position
             db.execute("UPDATE copy_state SET seq = ?, person_change = ?, event_change = ?", [p.seq, p.person_change, p.event_change])
             db.execute("COMMIT")
@@ -193,15 +212,46 @@ class DuckDBEngine:
             for name in tables:
                 db.unregister(name)
 
+    def forget_deleted(self) -> None:
+        """DuckDB keeps deleted rows' bytes in the file's free blocks: copy the database into a
+        new file and put it in the old one's place. Readers reconnect on their next query."""
+        with self._lock:
+            readers, self._readers = self._readers, []
+            self._generation += 1
+        for conn in readers:
+            conn.close()
+        fresh = self.path.with_name(self.path.name + ".rewrite")
+        for leftover in (fresh, fresh.with_name(fresh.name + ".wal")):
+            leftover.unlink(missing_ok=True)
+        db = self._database()
+        db.execute("CHECKPOINT")
+        [(current,)] = db.execute("SELECT current_database()").fetchall()
+        db.execute("ATTACH ? AS fresh", [str(fresh)])
+        try:
+            db.execute(f'COPY FROM DATABASE "{current}" TO fresh')
+        finally:
+            db.execute("DETACH fresh")
+        db.close()
+        self._db = None
+        os.replace(fresh, self.path)
+        self.path.with_name(self.path.name + ".wal").unlink(missing_ok=True)
+        self._database()
+
     def reader(self) -> DuckDBConnection:
         conn = getattr(self._local, "conn", None)
+        if conn is not None and getattr(self._local, "generation", None) != self._generation:
+            conn = None
         if conn is None:
-            cursor = self._database().cursor()
-            cursor.execute("SET TimeZone = 'UTC'")
-            conn = self._local.conn = DuckDBConnection(cursor)
+            conn = self._local.conn = DuckDBConnection(self._cursor)
+            self._local.generation = self._generation
             with self._lock:
                 self._readers.append(conn)
         return conn
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        cursor = self._database().cursor()
+        cursor.execute("SET TimeZone = 'UTC'")
+        return cursor
 
     def size_bytes(self) -> int | None:
         try:

@@ -171,12 +171,14 @@ class DuckDBDialect(Dialect):
         timer.start()
         try:
             yield
-        except (duckdb.InterruptException, duckdb.Error):
+        except duckdb.Error:
             if interrupted.is_set():
                 raise StatementTimeout(seconds) from None
             raise
         finally:
             timer.cancel()
+        if interrupted.is_set():  # the budget ran out as the last statement ended: past it all the same
+            raise StatementTimeout(seconds)
 
 
 DUCKDB = DuckDBDialect()

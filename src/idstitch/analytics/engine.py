@@ -34,10 +34,12 @@ class FeedBatch:
     persons: PersonRows = field(default_factory=lambda: PersonRows([], [], []))
     # Retention: per project, events before this time (a timestamp text) leave the copy.
     expired: dict[int, str] = field(default_factory=dict)
+    # After an erasure: per project, every person the store still has; the copy drops the others.
+    persons_kept: dict[int, list[str]] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
-        return not (self.events or self.removed_events or self.changed_persons or self.expired)
+        return not (self.events or self.removed_events or self.changed_persons or self.expired or self.persons_kept)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +73,11 @@ class AnalyticsEngine(Protocol):
 
     def apply(self, batch: FeedBatch) -> None:
         """Apply one step, and its position, in one transaction: all of it or nothing."""
+        ...
+
+    def forget_deleted(self) -> None:
+        """After an erasure: drop the copy's own traces of deleted rows (free pages, old parts),
+        so that the erased bytes leave its files too."""
         ...
 
     def reader(self) -> Connection:

@@ -93,6 +93,8 @@ class Feeder:
         self._thread: threading.Thread | None = None
         self._expired_at = -EXPIRY_SECONDS
         state = engine.state()
+        # The journal position up to which erasures have left the copy's files.
+        self.erasures_forgotten = state.position.event_change
         self.lag = Lag(state.position, state.position, time.monotonic(), "not fed yet")
 
     # -- one step ------------------------------------------------------------------------------
@@ -135,7 +137,7 @@ class Feeder:
         batch = FeedBatch(FeedPosition(seq, person_change, event_change), events=events)
         if touched:
             # Deleted or rewritten: out of the copy, and back as stored now if the copy had reached it.
-            removed = sorted({s for _, s in touched if s <= seq})
+            removed = sorted({s for _, _, s in touched if s is not None and s <= seq})
             batch.removed_events = removed
             fresh = {row[0]: row for row in events}
             fresh.update((row[0], row) for row in feed.events_by_seq(conn, removed))
@@ -143,17 +145,23 @@ class Feeder:
         if changes:
             batch.changed_persons = sorted({p for _, _, p in changes})
             batch.persons = feed.person_rows(conn, batch.changed_persons)
+        erased = sorted({project for _, project, s in touched if s is None})
+        batch.persons_kept = {project: feed.person_ids_of(conn, project) for project in erased}
         batch.expired = self._expired()
         if batch.empty and batch.position == at:
             self.lag = Lag(at, horizon, time.monotonic())
             return 0
         self.engine.apply(batch)
+        if erased:
+            self.engine.forget_deleted()
+            self.erasures_forgotten = batch.position.event_change
         self.lag = Lag(batch.position, horizon, time.monotonic())
         return len(batch.events) + len(batch.changed_persons) + len(batch.removed_events)
 
     def _copy_every_person(self, conn: Connection, horizon: FeedPosition) -> None:
         after = ""
-        position = FeedPosition(0, horizon.person_change, 0)
+        # Events are read as stored now: the erasures and rewrites before this are in them.
+        position = FeedPosition(0, horizon.person_change, horizon.event_change)
         while True:
             ids = feed.all_person_ids(conn, after, STEP_PERSONS)
             if not ids:
@@ -161,6 +169,7 @@ class Feeder:
             self.engine.apply(FeedBatch(position, changed_persons=ids, persons=feed.person_rows(conn, ids)))
             after = ids[-1]
         self.engine.apply(FeedBatch(position))
+        self.erasures_forgotten = horizon.event_change
 
     def _expired(self) -> dict[int, str]:
         """Retention, at most once a minute: per project, the time before which events go."""
@@ -172,10 +181,12 @@ class Feeder:
 
     # -- for queries ---------------------------------------------------------------------------
 
-    def catch_up(self, *, most_events: int = CATCH_UP_EVENTS, seconds: float = CATCH_UP_SECONDS) -> Lag:
+    def catch_up(self, *, most_events: int | None = None, seconds: float | None = None) -> Lag:
         """Step until the copy reaches the store's horizon of now, unless it is more than
-        `most_events` behind or it takes longer than `seconds`; the lag it ends at."""
-        deadline = time.monotonic() + seconds
+        `most_events` behind or it takes longer than `seconds` (by default CATCH_UP_EVENTS and
+        CATCH_UP_SECONDS); the lag it ends at."""
+        most_events = CATCH_UP_EVENTS if most_events is None else most_events
+        deadline = time.monotonic() + (CATCH_UP_SECONDS if seconds is None else seconds)
         with self._step_lock:
             horizon = feed.horizon(self._store())
         if horizon.seq - self.lag.position.seq > most_events:
@@ -189,6 +200,17 @@ class Feeder:
                 return self.lag
             if self.lag.position.reached(horizon) or time.monotonic() > deadline:
                 return self.lag
+
+    def forget_erased(self, wait: float) -> str | None:
+        """After an erasure in the store: catch up so that it leaves the copy and its files,
+        waiting up to `wait` seconds. None when done, else what still holds the data."""
+        with self._step_lock:
+            wanted = feed.horizon(self._store()).event_change
+        self.catch_up(most_events=2**62, seconds=wait)
+        if self.erasures_forgotten >= wanted:
+            return None
+        reason = f": {self.lag.error}" if self.lag.error else ""
+        return f"the analytics copy ({self.engine.description}) has not yet dropped the erased rows{reason}"
 
     # -- in the background ---------------------------------------------------------------------
 

@@ -99,6 +99,8 @@ class Compiler:
         self.now = now
         self._nodes = 0
         self._aliases = 0
+        # Whether what it compiled reads events (a `did`): the analytics copy answers those best.
+        self.reads_events = False
 
     def compile(self, node: FilterNode | None, target: Target, path: str = "filter") -> Sql:
         if node is None:
@@ -191,6 +193,7 @@ class Compiler:
         return negate(found) if node.op in NEGATIVE_OPS else found
 
     def _did(self, node: DidCondition, target: Target, path: str, depth: int, seen: tuple[int, ...]) -> Sql:
+        self.reads_events = True
         ev, dd = self._alias("ev"), self._alias("dd")
         conditions = [Sql(f"{ev}.project_id = ? AND {ev}.event = ?", (self.project_id, node.did))]
         if node.after is not None:

@@ -55,8 +55,11 @@ def summaries(conn: Connection, person_ids: Iterable[str | None]) -> dict[str, d
     return out
 
 
-def persons_page(conn: Connection, project_id: int, where: Sql, limit: int, cursor: str | None) -> Page:
-    """Persons the filter keeps, newest first, as full persons (ids, properties, display name)."""
+def persons_page(
+    conn: Connection, project_id: int, where: Sql, limit: int, cursor: str | None, *, details: Connection | None = None
+) -> Page:
+    """Persons the filter keeps, newest first, as full persons (ids, properties, display name);
+    `details`: where each person is read, if not on `conn` (which holds a copy of persons only)."""
     sql = f"SELECT p.id, p.created_at FROM persons p WHERE p.project_id = ? AND {where.text}"
     params: list[Any] = [project_id, *where.params]
     if cursor:
@@ -66,7 +69,8 @@ def persons_page(conn: Connection, project_id: int, where: Sql, limit: int, curs
     rows = conn.execute(sql + " ORDER BY p.created_at DESC, p.id DESC LIMIT ?", (*params, limit + 1)).fetchall()
     more = len(rows) > limit
     rows = rows[:limit]
-    results = [found for row in rows if (found := reads.person(conn, project_id, row[0])) is not None]
+    source = details or conn
+    results = [found for row in rows if (found := reads.person(source, project_id, row[0])) is not None]
     return Page(results, encode_cursor(rows[-1][1], rows[-1][0]) if more else None)
 
 

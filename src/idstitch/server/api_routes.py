@@ -164,12 +164,18 @@ async def status(request: Request, key: Key) -> Any:
     writer = state.writer
     fault = writer.stopped or writer.fault
     sizes = await run_in_threadpool(state.store.sizes)
+    feeder = state.analytics
+    analytics = None if feeder is None else {
+        "engine": feeder.engine.name, "location": feeder.engine.description,
+        "bytes": feeder.engine.size_bytes(), "lag": feeder.lag.to_json(),
+    }
     return {
         "version": idstitch.__version__,
         "store": state.store.description,
         **sizes,
         "durability": dict(writer.session.durability),
         "writer": {"running": writer.stopped is None, "fault": None if fault is None else str(fault)},
+        "analytics": analytics,
     }
 
 

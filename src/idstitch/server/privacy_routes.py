@@ -263,6 +263,9 @@ async def forget_erased(request: Request, wait: float) -> dict[str, Any]:
     """Have the store drop its copies of erased rows; remember what is pending, for GET /privacy/erasure."""
     state = _state(request)
     pending = await run_in_threadpool(state.store.forget_erased, wait)
+    if state.analytics is not None:
+        copy_pending = await run_in_threadpool(state.analytics.forget_erased, wait)
+        pending = "; ".join(p for p in (pending, copy_pending) if p) or None
     state.erasure_pending = pending
     return {
         "complete": pending is None,

@@ -24,6 +24,7 @@ from idstitch.query.compiler import EVENTS, PERSONS, SESSIONS, Compiler, run_gua
 from idstitch.query.filters import FilterError, FilterNode, parse_filter
 from idstitch.query.moments import parse_moment
 from idstitch.server import query_schemas as schemas
+from idstitch.server.analytics_reads import answer_on_copy
 from idstitch.server.api_requests import API_ERRORS, ApiRoute, json_parameter
 from idstitch.server.api_routes import Key
 from idstitch.server.http_errors import http_error
@@ -85,7 +86,13 @@ def _page(page: reads.Page) -> dict[str, Any]:
 async def _persons(request: Request, key: SecretKey, query: schemas.PersonQuery) -> dict[str, Any]:
     def run(conn: Connection, compiler: Compiler) -> reads.Page:
         where = where_clause(compiler, PERSONS, query.filter, query.segment_id)
-        return people.persons_page(conn, key.project_id, where, query.limit, query.cursor)
+        if not compiler.reads_events:
+            return people.persons_page(conn, key.project_id, where, query.limit, query.cursor)
+        # "Did X N times" reads events: the analytics copy finds the persons, the store reads them.
+        found, _ = answer_on_copy(_state(request).analytics, conn, key.project_id, compiler.now, lambda on, c: people.persons_page(
+            on, key.project_id, where_clause(c, PERSONS, query.filter, query.segment_id), query.limit, query.cursor, details=conn,
+        ))
+        return found
 
     return _page(await _query(request, key, run))
 
@@ -300,9 +307,12 @@ async def count(request: Request, key: Key, body: schemas.CountQuery) -> Any:
     )
     target = PERSONS if body.measure == "new_persons" else EVENTS
 
+    def on_either(conn: Connection, compiler: Compiler) -> dict[str, Any]:
+        return counts.count(conn, key.project_id, spec, where_clause(compiler, target, body.filter, body.segment_id), now)
+
     def run(conn: Connection, compiler: Compiler) -> dict[str, Any]:
-        where = where_clause(compiler, target, body.filter, body.segment_id)
-        return counts.count(conn, key.project_id, spec, where, now)
+        result, answered_by = answer_on_copy(_state(request).analytics, conn, key.project_id, now, on_either)
+        return {**result, "answered_by": answered_by}
 
     return await _query(request, key, run)
 

@@ -140,6 +140,21 @@ class CountSeries(BaseModel):
     total: int
 
 
+class AnalyticsLag(BaseModel):
+    caught_up: bool
+    events_behind: int = Field(description="Events of the store not yet in the analytics copy.")
+    person_changes_behind: int = Field(description="Persons changed in the store since the copy read them.")
+    event_changes_behind: int = Field(description="Events erased or rewritten in the store, not yet in the copy.")
+    seq: int = Field(description="The last event sequence number the copy holds.")
+    store_seq: int = Field(description="The store's last event sequence number, as of the copy's last look.")
+    error: str | None = Field(description="Why the copy cannot be fed or read now, if it cannot.")
+
+
+class AnsweredBy(BaseModel):
+    engine: str = Field(description="`duckdb` (the analytics copy), or the store: `sqlite` or `postgresql`.")
+    analytics: AnalyticsLag | None = Field(description="The analytics copy's lag, if the server has one.")
+
+
 class CountResult(BaseModel):
     measure: str
     interval: str | None
@@ -147,6 +162,7 @@ class CountResult(BaseModel):
     series: list[CountSeries]
     total: int = Field(description="Over the whole range (unique persons are counted once).")
     truncated: bool = Field(description="More breakdown values existed than `breakdown_limit`.")
+    answered_by: AnsweredBy = Field(description="Which engine answered: the analytics copy when it has caught up with the store.")
 
 
 class SegmentIn(BaseModel):

@@ -270,6 +270,15 @@ class Status(BaseModel):
         " SQLite `journal_mode` and `synchronous`, PostgreSQL `fsync` and `synchronous_commit`."
     )
     writer: WriterStatus
+    analytics: AnalyticsStatus | None = Field(description="The analytics copy beside the store, if the server keeps one.")
+
+
+class AnalyticsStatus(BaseModel):
+    engine: str = Field(description="`duckdb`.")
+    location: str = Field(description="Where the copy is (its file).")
+    bytes: int | None = Field(description="The copy on disk.")
+    lag: dict[str, Any] = Field(description="How far behind the store the copy was at its last step"
+                                " (`caught_up`, `events_behind`, `person_changes_behind`, `event_changes_behind`, `seq`, `store_seq`, `error`).")
 
 
 class RulePreviewRequest(BaseModel):

@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from idstitch.analytics.feeder import Feeder
 from idstitch.errors import RequestError
 from idstitch.ingest.pipeline import WriteContext
 from idstitch.query import counts, people
@@ -19,6 +20,7 @@ from idstitch.query import segments as saved
 from idstitch.query.compiler import EVENTS, PERSONS, Compiler, where_clause
 from idstitch.query.filters import FilterError, FilterNode, parse_filter
 from idstitch.server import ui_forms
+from idstitch.server.analytics_reads import answer_on_copy
 from idstitch.server.ui_auth import UIRoute, require_form, require_key, state_of
 from idstitch.server.ui_forms import KINDS, OPS, FormError, Row
 from idstitch.server.ui_pages import actor, moment, page, positive_id, problems, query, redirect, write
@@ -105,7 +107,8 @@ async def segments_page(request: Request) -> Response:
     params = request.query_params
     options = _chart_options(params)
     loaded_id = positive_id(params.get("segment_id", ""))
-    now = state_of(request).now()
+    state = state_of(request)
+    now = state.now()
 
     def run(conn: Connection, compiler: Compiler) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -113,13 +116,13 @@ async def segments_page(request: Request) -> Response:
             "event_names": summaries.event_names(conn, key.project_id),
             "attribute_keys": summaries.recent_attribute_keys(conn, key.project_id),
             "loaded": saved.get_segment(conn, key.project_id, loaded_id) if loaded_id else None,
-            "chart": None, "persons": [], "matching": None, "persons_note": None, "error": None,
+            "chart": None, "persons": [], "matching": None, "persons_note": None, "error": None, "answered_by": None,
         }
         try:
             rows, match, filter_text, document = _builder_state(params, data["loaded"])
             data.update(rows=rows, match=match, filter_text=filter_text, document=document)
             node: FilterNode | None = parse_filter(document) if document is not None else None
-            _fill(conn, compiler, key, node, options, now, data)
+            _fill(conn, state.analytics, key, node, options, now, data)
         except (FilterError, FormError, RequestError) as error:
             data["error"] = problems(error)
             data.setdefault("rows", ui_forms.rows_from(params, min(ui_forms.MAX_ROWS, _int(params.get("rows", "0")))))
@@ -145,16 +148,22 @@ def _int(text: str) -> int:
     return int(text) if text.isdigit() else 0
 
 
-def _fill(conn: Connection, compiler: Compiler, key: SecretKey, node: FilterNode | None,
+def _fill(conn: Connection, feeder: Feeder | None, key: SecretKey, node: FilterNode | None,
           options: dict[str, str], now: Any, data: dict[str, Any]) -> None:
-    """The chart, and the persons the filter keeps (a preview and a capped count)."""
-    try:
+    """The chart, and the persons the filter keeps (a preview and a capped count), answered by
+    the analytics copy when it has caught up (`answered_by`)."""
+
+    def members(on: Connection, compiler: Compiler) -> tuple[list[dict[str, Any]], int]:
         where = where_clause(compiler, PERSONS, node, None)
-        data["persons"] = people.persons_page(conn, key.project_id, where, PREVIEW, None).results
-        data["matching"] = conn.execute(
+        preview = people.persons_page(on, key.project_id, where, PREVIEW, None, details=conn).results
+        matching = on.execute(
             f"SELECT count(*) FROM (SELECT 1 FROM persons p WHERE p.project_id = ? AND {where.text} LIMIT ?) AS kept",
             (key.project_id, *where.params, COUNT_CAP + 1),
         ).fetchone()[0]
+        return preview, matching
+
+    try:
+        (data["persons"], data["matching"]), _ = answer_on_copy(feeder, conn, key.project_id, now, members)
     except FilterError as error:
         data["persons_note"] = "The persons list is not shown: " + problems(error)
     spec = counts.CountSpec(
@@ -167,7 +176,10 @@ def _fill(conn: Connection, compiler: Compiler, key: SecretKey, node: FilterNode
         breakdown_limit=BREAKDOWN_LIMIT,
     )
     target = PERSONS if options["measure"] == "new_persons" else EVENTS
-    result = counts.count(conn, key.project_id, spec, where_clause(compiler, target, node, None), now)
+    result, data["answered_by"] = answer_on_copy(
+        feeder, conn, key.project_id, now,
+        lambda on, compiler: counts.count(on, key.project_id, spec, where_clause(compiler, target, node, None), now),
+    )
     data["chart"] = _chart(result, options)
 
 

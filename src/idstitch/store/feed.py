@@ -5,7 +5,9 @@ Three streams, each numbered so that a reader can ask for "everything after N":
     events          appended with their `seq`
     person_changes  one row per person whose row, ids or attributes changed, holding the number
                     of its last change (written by store/persons.py and privacy.py)
-    event_changes   the seqs of stored events an erasure deleted or rewrote
+    event_changes   the seqs of stored events an erasure deleted or rewrote, and a mark (no
+                    seq) for each erasure of persons: the journal never names an erased person,
+                    so the copy drops every person of the project the store no longer has
 
 A reader must never pass a number whose transaction has not committed yet, or it would skip
 that transaction's rows for good. On SQLite one writer takes the numbers in commit order, so
@@ -71,6 +73,17 @@ def persons_changed(conn: Connection, project_id: int, person_ids: Iterable[str]
 def events_changed(conn: Connection, project_id: int, seqs: Iterable[int]) -> None:
     """These stored events were deleted or rewritten."""
     conn.executemany("INSERT INTO event_changes (project_id, seq) VALUES (?, ?)", [(project_id, s) for s in seqs])
+
+
+def persons_erased(conn: Connection, project_id: int, person_ids: Sequence[str]) -> None:
+    """These persons were erased: their journal rows go, and a mark without their ids stays."""
+    for start in range(0, len(person_ids), _CHUNK):
+        chunk = list(person_ids[start : start + _CHUNK])
+        conn.execute(
+            f"DELETE FROM person_changes WHERE project_id = ? AND person_id IN ({','.join('?' * len(chunk))})",
+            (project_id, *chunk),
+        )
+    conn.execute("INSERT INTO event_changes (project_id, seq) VALUES (?, NULL)", (project_id,))
 
 
 # -- reading (a read connection of the feeder's) ---------------------------------------------
@@ -144,12 +157,13 @@ def person_changes_after(conn: Connection, after: int, upto: int, limit: int) ->
     ]
 
 
-def event_changes_after(conn: Connection, after: int, upto: int, limit: int) -> list[tuple[int, int]]:
-    """`(change, seq)` with `after < change <= upto`, in change order."""
+def event_changes_after(conn: Connection, after: int, upto: int, limit: int) -> list[tuple[int, int, int | None]]:
+    """`(change, project_id, seq)` with `after < change <= upto`, in change order (seq None: an
+    erasure of persons)."""
     return [
-        (int(change), int(seq))
-        for change, seq in conn.execute(
-            "SELECT change, seq FROM event_changes WHERE change > ? AND change <= ? ORDER BY change LIMIT ?",
+        (int(change), int(project_id), None if seq is None else int(seq))
+        for change, project_id, seq in conn.execute(
+            "SELECT change, project_id, seq FROM event_changes WHERE change > ? AND change <= ? ORDER BY change LIMIT ?",
             (after, upto, limit),
         )
     ]
@@ -191,3 +205,8 @@ def person_rows(conn: Connection, person_ids: Sequence[str]) -> PersonRows:
 def all_person_ids(conn: Connection, after: str, limit: int) -> list[str]:
     """Every person's id greater than `after`, in order (a full copy walks them in pages)."""
     return [r[0] for r in conn.execute("SELECT id FROM persons WHERE id > ? ORDER BY id LIMIT ?", (after, limit))]
+
+
+def person_ids_of(conn: Connection, project_id: int) -> list[str]:
+    """Every person id of the project (what an erasure leaves)."""
+    return [r[0] for r in conn.execute("SELECT id FROM persons WHERE project_id = ?", (project_id,))]

@@ -299,7 +299,7 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
         CREATE TABLE event_changes (
             change bigserial PRIMARY KEY,
             project_id bigint NOT NULL,
-            seq bigint NOT NULL
+            seq bigint
         );
         CREATE TABLE store_identity (id text COLLATE "C" NOT NULL);
         INSERT INTO store_identity (id) VALUES (replace(gen_random_uuid()::text, '-', ''));

@@ -38,7 +38,7 @@ from idstitch.errors import Conflict, InvalidRequest, NotFound
 from idstitch.outcomes import Rejection
 from idstitch.store import reads
 from idstitch.store.connection import Connection, Row
-from idstitch.store.feed import events_changed, persons_changed
+from idstitch.store.feed import events_changed, persons_erased
 from idstitch.store.keyed_hashes import HASH_PREFIX, keyed_hash, privacy_key
 from idstitch.store.persons import encode_json
 from idstitch.store.projects import add_secret_key, hash_key
@@ -467,7 +467,7 @@ def erase(
         _erase_events(conn, project_id, subject, keep_anonymised_counts, report)
         report.others_events_redacted = _redact_events(conn, project_id, naming, needles, key)
         report.sessions = _rebuild_sessions(conn, project_id, sessions)
-        persons_changed(conn, project_id, subject.person_ids)
+        persons_erased(conn, project_id, subject.person_ids)
         report.attributes = _delete_in(conn, "DELETE FROM person_attributes WHERE person_id IN ({})", subject.person_ids)
         report.distinct_ids = _delete_in(
             conn, "DELETE FROM distinct_ids WHERE project_id = ? AND distinct_id IN ({})", subject.distinct_ids, project_id

@@ -264,7 +264,8 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
         # The analytics engine's feed (analytics/feeder.py) beside the event sequence: which
         # persons changed (their row, ids or attributes; one row per person, its last change)
         # and which stored events were deleted or rewritten (an erasure), each numbered in
-        # commit order.
+        # commit order. An erasure names no person here: it leaves a mark, and the copy drops
+        # the persons the store no longer has.
         "0007_analytics_feed",
         """
         CREATE TABLE person_changes (
@@ -274,10 +275,11 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
             PRIMARY KEY (project_id, person_id)
         ) WITHOUT ROWID;
         CREATE INDEX person_changes_by_change ON person_changes(change);
+        -- seq NULL: persons of the project were erased (the copy drops every person the store no longer has).
         CREATE TABLE event_changes (
             change INTEGER PRIMARY KEY,
             project_id INTEGER NOT NULL,
-            seq INTEGER NOT NULL
+            seq INTEGER
         );
         -- Which store a copy was made from: a copy of another one (a file restored or replaced) starts over.
         CREATE TABLE store_identity (id TEXT NOT NULL);
