@@ -84,7 +84,7 @@ def test_when_the_copy_is_far_behind_the_store_answers_and_says_how_far(
     answer = api.post("/api/counts", json={"measure": "events", "interval": None}).json()
 
     assert answer["total"] == 12
-    assert answer["answered_by"]["engine"] == "sqlite"
+    assert answer["answered_by"]["engine"] == "store"
     assert answer["answered_by"]["analytics"]["caught_up"] is False
     assert answer["answered_by"]["analytics"]["events_behind"] == 12
 
@@ -118,7 +118,7 @@ def test_without_a_copy_the_store_answers_everything(api_without_copy: httpx.Cli
     answer = by_plan(api_without_copy)
 
     assert answer["total"] == 1
-    assert answer["answered_by"] == {"engine": "sqlite", "analytics": None}
+    assert answer["answered_by"] == {"engine": "store", "analytics": None}
     assert api_without_copy.get("/api/status").json()["analytics"] is None
     assert not (config.data_dir / "analytics.duckdb").exists()
 

@@ -127,7 +127,18 @@ def test_build_a_segment_see_the_chart_and_save_it(browser_page: Any, demo_serve
     totals = page.locator("svg#chart-breakdown")
     assert totals.locator("rect").count() >= 3
     assert int(page.locator("#matching-title .count").inner_text()) >= 10
+    assert page.locator("[data-answered-by]").inner_text().startswith("From the analytics copy (duckdb)")
     shoot(page, artifacts, "09-segment-chart")
+
+    # While the next chart is on its way the page says so (the submit held back here to look).
+    busy = page.evaluate("""() => {
+        const form = document.querySelector("form.builder");
+        form.addEventListener("submit", (event) => event.preventDefault(), {once: true});
+        const button = [...form.querySelectorAll("button")].find((b) => b.textContent.includes("Show users and chart"));
+        form.requestSubmit(button);
+        return [document.getElementById("results").getAttribute("aria-busy"), button.textContent];
+    }""")
+    assert busy == ["true", "Loading…"]
 
     page.get_by_label("Name").fill("Signed up, by plan")
     page.get_by_role("button", name="Save segment").click()

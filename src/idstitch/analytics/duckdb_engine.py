@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -62,20 +63,23 @@ class DuckDBConnection:
 
     dialect: Dialect = DUCKDB
 
-    def __init__(self, open_cursor: Callable[[], duckdb.DuckDBPyConnection]) -> None:
-        self._open_cursor = open_cursor
-        self._cursor = open_cursor()
+    def __init__(self, engine: DuckDBEngine) -> None:
+        self._engine = engine
+        self._generation = engine.generation
+        self._cursor = engine.open_cursor()
         self._interrupted = False
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> _Result:
-        if self._interrupted:  # an interrupt that came after its query ended must not stop the next
-            self._cursor.close()
-            self._cursor, self._interrupted = self._open_cursor(), False
-        return _Result(self._cursor.execute(sql, list(parameters)).fetchall())
+        with self._engine.reading():
+            # A new cursor after the file was replaced (forget_deleted), or after an interrupt
+            # that came as its query ended (it must not stop the next one).
+            if self._interrupted or self._generation != self._engine.generation:
+                self._cursor.close()
+                self._cursor, self._generation, self._interrupted = self._engine.open_cursor(), self._engine.generation, False
+            return _Result(self._cursor.execute(sql, list(parameters)).fetchall())
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]], /) -> _Result:
-        self._cursor.executemany(sql, [list(r) for r in rows])
-        return _Result([])
+        raise TypeError("the analytics copy is written by its feeder only")
 
     def interrupt(self) -> None:
         """Stop the running query (from another thread: DuckDBDialect.time_limit)."""
@@ -117,7 +121,10 @@ class DuckDBEngine:
         self._local = threading.local()
         self._readers: list[DuckDBConnection] = []
         self._lock = threading.Lock()
-        self._generation = 0  # bumped when the file is replaced (forget_deleted)
+        # Reads in progress, and the file's generation (bumped when forget_deleted replaces it).
+        self._gate = threading.Condition()
+        self._reads = 0
+        self.generation = 0
 
     @property
     def description(self) -> str:
@@ -212,14 +219,32 @@ class DuckDBEngine:
             for name in tables:
                 db.unregister(name)
 
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """Around each read: the file is not replaced while one runs."""
+        with self._gate:
+            self._reads += 1
+        try:
+            yield
+        finally:
+            with self._gate:
+                self._reads -= 1
+                self._gate.notify_all()
+
     def forget_deleted(self) -> None:
         """DuckDB keeps deleted rows' bytes in the file's free blocks: copy the database into a
-        new file and put it in the old one's place. Readers reconnect on their next query."""
-        with self._lock:
-            readers, self._readers = self._readers, []
-            self._generation += 1
-        for conn in readers:
-            conn.close()
+        new file and put it in the old one's place, between reads. Readers reopen their cursor
+        on their next query."""
+        with self._gate:
+            self._gate.wait_for(lambda: self._reads == 0)
+            self.generation += 1
+            # Every cursor closed first: an open one keeps the old database (and its file) alive.
+            with self._lock:
+                for conn in self._readers:
+                    conn.close()
+            self._replace_file()
+
+    def _replace_file(self) -> None:
         fresh = self.path.with_name(self.path.name + ".rewrite")
         for leftover in (fresh, fresh.with_name(fresh.name + ".wal")):
             leftover.unlink(missing_ok=True)
@@ -239,16 +264,13 @@ class DuckDBEngine:
 
     def reader(self) -> DuckDBConnection:
         conn = getattr(self._local, "conn", None)
-        if conn is not None and getattr(self._local, "generation", None) != self._generation:
-            conn = None
         if conn is None:
-            conn = self._local.conn = DuckDBConnection(self._cursor)
-            self._local.generation = self._generation
+            conn = self._local.conn = DuckDBConnection(self)
             with self._lock:
                 self._readers.append(conn)
         return conn
 
-    def _cursor(self) -> duckdb.DuckDBPyConnection:
+    def open_cursor(self) -> duckdb.DuckDBPyConnection:
         cursor = self._database().cursor()
         cursor.execute("SET TimeZone = 'UTC'")
         return cursor

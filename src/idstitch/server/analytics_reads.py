@@ -19,6 +19,8 @@ from idstitch.query.filters import FilterError
 from idstitch.store.connection import Connection
 
 T = TypeVar("T")
+# Who answered when the copy did not (which database the store is, nothing above it knows).
+STORE = "store"
 log = logging.getLogger("idstitch.analytics")
 
 
@@ -28,7 +30,7 @@ def answer_on_copy(
     """`fn(conn, compiler)` on the analytics copy if it has caught up, else on `store` (a read
     connection already under the query guard of `run_guarded`); and who answered."""
     if feeder is None:
-        return fn(store, Compiler(store, project_id, now)), {"engine": store.dialect.name, "analytics": None}
+        return fn(store, Compiler(store, project_id, now)), {"engine": STORE, "analytics": None}
     lag = feeder.catch_up()
     if lag.caught_up:
         try:
@@ -39,5 +41,5 @@ def answer_on_copy(
         except Exception as error:  # the copy failed, not the question: the store answers it
             log.exception("the analytics copy could not answer; the store does")
             behind = {**lag.to_json(), "caught_up": False, "error": f"{type(error).__name__}: {error}"}
-            return fn(store, Compiler(store, project_id, now)), {"engine": store.dialect.name, "analytics": behind}
-    return fn(store, Compiler(store, project_id, now)), {"engine": store.dialect.name, "analytics": lag.to_json()}
+            return fn(store, Compiler(store, project_id, now)), {"engine": STORE, "analytics": behind}
+    return fn(store, Compiler(store, project_id, now)), {"engine": STORE, "analytics": lag.to_json()}

@@ -151,7 +151,7 @@ class AnalyticsLag(BaseModel):
 
 
 class AnsweredBy(BaseModel):
-    engine: str = Field(description="`duckdb` (the analytics copy), or the store: `sqlite` or `postgresql`.")
+    engine: str = Field(description="`duckdb` or `clickhouse` (the analytics copy), or `store` (the store itself).")
     analytics: AnalyticsLag | None = Field(description="The analytics copy's lag, if the server has one.")
 
 

@@ -6,6 +6,23 @@
     if (img instanceof HTMLImageElement && img.closest(".avatar")) img.remove();
   }
   document.addEventListener("error", function (event) { drop(event.target); }, true);
+  // A form whose answer takes a moment (charts, counts): say it is coming, and keep it from
+  // being sent twice. `data-loading` names the element the answer replaces.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!(form instanceof HTMLFormElement) || !form.dataset.loading) return;
+    var target = document.getElementById(form.dataset.loading);
+    if (target) {
+      target.setAttribute("aria-busy", "true");
+      target.classList.add("loading");
+    }
+    var button = event.submitter;
+    if (button instanceof HTMLButtonElement) {
+      button.dataset.label = button.textContent;
+      button.textContent = "Loading…";
+      button.setAttribute("aria-disabled", "true");
+    }
+  });
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll(".avatar img").forEach(function (img) {
       if (img.complete && img.naturalWidth === 0) drop(img);
