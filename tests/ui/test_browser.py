@@ -139,6 +139,7 @@ def test_build_a_segment_see_the_chart_and_save_it(browser_page: Any, demo_serve
         return [document.getElementById("results").getAttribute("aria-busy"), button.textContent];
     }""")
     assert busy == ["true", "Loading…"]
+    page.reload()
 
     page.get_by_label("Name").fill("Signed up, by plan")
     page.get_by_role("button", name="Save segment").click()

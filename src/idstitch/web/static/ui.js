@@ -23,6 +23,18 @@
       button.setAttribute("aria-disabled", "true");
     }
   });
+  // Back to a page kept from before its form was sent: the answer is not on its way any more.
+  window.addEventListener("pageshow", function () {
+    document.querySelectorAll(".loading").forEach(function (el) {
+      el.classList.remove("loading");
+      el.removeAttribute("aria-busy");
+    });
+    document.querySelectorAll("button[data-label]").forEach(function (button) {
+      button.textContent = button.dataset.label;
+      button.removeAttribute("aria-disabled");
+      delete button.dataset.label;
+    });
+  });
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll(".avatar img").forEach(function (img) {
       if (img.complete && img.naturalWidth === 0) drop(img);
