@@ -24,7 +24,8 @@ refuse an import, and its event with it), with no link-log entry naming the id i
 if and only if it had one after Q (only an entry naming the id gives it one, and ids never lose
 theirs), and that person's `created_at` is at most Q's time, hence at most the event's; and a
 split after the event counts Q's time too. The event changes nothing: it goes. So a long run of
-one id's page views leaves one row, where the first one was. Entries logged later take greater
+one id's plain events (no operations, no page, device or campaign properties) leaves one row,
+where the first one was; a browser's page views, which carry such properties, are all kept. Entries logged later take greater
 seqs, and retired rows stay until an erasure takes their persons: what covers a deleted event
 remains.
 
