@@ -78,7 +78,7 @@ def _empty(dsn: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         tables = [row[0] for row in conn.execute(
             "SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = 'public'"
-            " AND tablename <> 'migrations' AND tablename NOT LIKE 'events\\_%'"
+            " AND tablename NOT IN ('migrations', 'store_identity') AND tablename NOT LIKE 'events\\_%'"
         )]
         conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY")
         conn.execute("ALTER SEQUENCE events_seq RESTART")

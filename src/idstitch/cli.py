@@ -4,10 +4,12 @@
     idstitch import persons.jsonl       import persons, one JSON object per line
     idstitch export > persons.jsonl     export every person as JSON lines
     idstitch undo 42 --dry-run          what undoing link-log entry 42 would change
+    idstitch expire-events              delete events older than each project's retention
 """
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +18,7 @@ from typing import Any, TextIO
 import click
 import msgspec
 
-from idstitch import __version__, operations
+from idstitch import __version__, operations, retention
 from idstitch.clock import parse_time, utc_now
 from idstitch.commands import Actor, ImportPerson
 from idstitch.errors import IdstitchError, StoreUnavailable
@@ -288,6 +290,27 @@ def delete_person(
             f"the rows are erased but not yet their bytes: {pending}; the server's next erasure or its shutdown"
             " finishes it"
         )
+
+
+@cli.command("expire-events")
+@_option("data_dir")
+@_option("database")
+def expire_events(data_dir: str, database: str | None) -> None:
+    """Delete, now, every project's events older than its `events_retention_days` (a server does it
+    every few minutes); persons, their ids and attributes stay. Prints one JSON line per project.
+
+    Example: idstitch expire-events --data-dir ./idstitch-data
+    """
+    store = _existing_store(data_dir, database)
+    writer = Writer(store.write_session(utc_now), utc_now)
+    try:
+        done = asyncio.run(retention.expire_events(writer, store))
+    finally:
+        writer.close()
+    if not done:
+        click.echo("no project sets events_retention_days: every event is kept", err=True)
+    for project in done:
+        click.echo(msgspec.json.encode(project.to_json()).decode())
 
 
 @cli.command()

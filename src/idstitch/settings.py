@@ -40,6 +40,7 @@ PROJECT_SETTINGS: tuple[Setting, ...] = (
     Setting("max_key_length", 200, "Characters in an attribute key."),
     Setting("max_string_length", 65535, "Characters in a string attribute value."),
     Setting("max_properties_bytes", 512 * 1024, "Bytes of attributes per person (JSON)."),
+    Setting("events_retention_days", None, "Days an event is kept, by its time; older ones are deleted from the store and the analytics copy every few minutes (persons, their ids and attributes stay, and undo and split still replay them). Null keeps every event."),
 )
 
 SERVER_SETTINGS: tuple[Setting, ...] = (
@@ -60,6 +61,9 @@ SERVER_SETTINGS: tuple[Setting, ...] = (
     Setting("analytics", "auto", "The analytics engine that answers counts, breakdowns and \"did X N times\" filters from a columnar copy of the events: `duckdb` (a file in the data directory), `off` (the store answers everything), or `auto` (`duckdb` on the SQLite file, `off` on PostgreSQL).", "IDSTITCH_ANALYTICS"),
     Setting("query_queue", 16, "Queries that may wait for a slot; past them a query is answered 503 with Retry-After.", "IDSTITCH_QUERY_QUEUE"),
 )
+
+# At most a hundred years, so that now less the days is always a time (a datetime cannot go before year 1).
+MAX_RETENTION_DAYS = 36_500
 
 _CHOICES = {
     "person_profiles": ("always", "identified_only"),
@@ -83,6 +87,7 @@ class ProjectSettings:
     max_key_length: int = 200
     max_string_length: int = 65535
     max_properties_bytes: int = 512 * 1024
+    events_retention_days: int | None = None
     illegal: IllegalIds = field(default=IllegalIds(), compare=False, repr=False)
     attribute_policy: AttributePolicy = field(default=AttributePolicy(), compare=False, repr=False)
 
@@ -143,6 +148,12 @@ def _check(setting: Setting, value: Any) -> Any:
             return None
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise bad("a whole number of at least 1, or null for unlimited")
+        return value
+    if name == "events_retention_days":
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_RETENTION_DAYS:
+            raise bad(f"a whole number of days from 1 to {MAX_RETENTION_DAYS}, or null to keep events forever")
         return value
     if name == "identity_rules":
         try:

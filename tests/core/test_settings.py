@@ -27,6 +27,7 @@ def test_defaults_follow_the_rules() -> None:
         "max_key_length": 200,
         "max_string_length": 65535,
         "max_properties_bytes": 524288,
+        "events_retention_days": None,
     }
     assert DEFAULT_PROJECT_SETTINGS.attribute_policy == AttributePolicy()
     assert [s.name for s in PROJECT_SETTINGS] == list(DEFAULT_PROJECT_SETTINGS.to_json())
@@ -88,6 +89,15 @@ def test_updated_settings_reach_the_attribute_policy_and_illegal_ids() -> None:
             {"illegal_id_patterns": ["(?<=x)y"]}, "lookahead and lookbehind assertions", id="pattern-a-linear-engine-cannot-run",
         ),
         pytest.param({"property_types": {"seats": "int"}}, "Setting 'property_types' has value", id="unknown-type"),
+        pytest.param(
+            {"events_retention_days": 0},
+            "Setting 'events_retention_days' has value 0. Expected a whole number of days from 1 to 36500, or null to"
+            " keep events forever",
+            id="retention-zero",
+        ),
+        pytest.param({"events_retention_days": 7.5}, "Setting 'events_retention_days' has value 7.5", id="retention-fraction"),
+        pytest.param({"events_retention_days": False}, "Setting 'events_retention_days' has value False", id="retention-boolean"),
+        pytest.param({"events_retention_days": 36501}, "Setting 'events_retention_days' has value 36501", id="retention-too-long"),
         pytest.param(
             {"identity_rules": ["user_id"]},
             r"Setting 'identity_rules' has value \['user_id'\]. Expected an object with kinds, blocked, limits, priority",
@@ -166,3 +176,10 @@ def test_identity_rules_are_kept_parsed_and_read_back_as_saved() -> None:
     )
     assert settings.to_json()["identity_rules"] == rules
     assert project_settings_from_json(settings.to_json()) == settings
+
+
+def test_retention_keeps_events_forever_unless_set_to_some_days() -> None:
+    assert DEFAULT_PROJECT_SETTINGS.events_retention_days is None
+    assert DEFAULT_PROJECT_SETTINGS.updated({"events_retention_days": 90}).events_retention_days == 90
+    assert DEFAULT_PROJECT_SETTINGS.updated({"events_retention_days": 90}).updated(
+        {"events_retention_days": None}).events_retention_days is None

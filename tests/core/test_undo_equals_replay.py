@@ -8,7 +8,7 @@ it separates the same groups of ids as the split that was logged.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,13 +16,28 @@ from typing import Any
 
 import pytest
 from hypothesis import event, given, note
+from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from idstitch.clock import format_time
 from idstitch.commands import Command, Identify, ImportPerson, Merge, Split, Track
 from idstitch.errors import Conflict, InvalidRequest, NotFound
 from idstitch.settings import DEFAULT_PROJECT_SETTINGS, ProjectSettings
+from idstitch.store.retention import expire_batch
 from idstitch.store.sqlite import SQLiteWriteSession
-from tests.core.harness import ADMIN, PROJECT_ID, RECEIVED_AT, T0, Engine, admin_merge, alias, identify, split, track
+from tests.core.harness import (
+    ADMIN,
+    PROJECT_ID,
+    RECEIVED_AT,
+    T0,
+    Engine,
+    admin_merge,
+    alias,
+    at,
+    identify,
+    split,
+    track,
+)
 
 USER_IDS = st.sampled_from(["user-1", "user-2", "user-3"])
 ANONYMOUS_IDS = st.sampled_from(["anon-1", "anon-2", "anon-3", "anon-4"])
@@ -98,7 +113,10 @@ class Applied:
     groups: tuple[tuple[str, ...], ...] | None = None
 
 
-def run_original(engine: Engine, transactions: list[list[Any]]) -> list[Applied]:
+def run_original(
+    engine: Engine, transactions: list[list[Any]], after_each: Callable[[int], None] | None = None
+) -> list[Applied]:
+    """The history as ingested; `after_each(n)` runs after the n-th transaction (retention)."""
     applied: list[Applied] = []
 
     def apply(batch: Any, command: Any) -> None:
@@ -124,9 +142,11 @@ def run_original(engine: Engine, transactions: list[list[Any]]) -> list[Applied]
             groups = tuple(tuple(g) for g in by_person.values())
         applied.append(Applied(command, [row[0] for row in new], groups))
 
-    for commands in transactions:
+    for n, commands in enumerate(transactions):
         events = tuple(c for c in commands if not isinstance(c, SplitOf))
         engine.run(lambda batch: [apply(batch, c) for c in commands], events)
+        if after_each is not None:
+            after_each(n)
     return applied
 
 
@@ -227,6 +247,91 @@ def test_undoing_a_link_equals_the_history_without_it(
             assert state(original, attributes=attributes) == state(without, attributes=attributes)
             assert decided_outcomes(original, set(left_out.link_ids)) == decided_outcomes(without, set())
         # A redo (the undo undone) gives back the history as it was.
+        original.undo(undo.undo_id)
+        assert state(original) == before
+        assert decided_outcomes(original, set()) == outcomes_before
+
+
+# -- with retention between the steps (store/retention.py) ----------------------------------------
+
+PAGE = st.fixed_dictionaries({"$current_url": st.sampled_from(["https://shop.example/", "https://shop.example/pricing"])})
+COMMANDS_WITH_RETENTION = st.one_of(
+    COMMANDS,
+    # Plain events, most of which retention deletes whole: a run of them per id, some personless.
+    st.builds(lambda d, m: track(d, "Ping", minute=m), ANY_ID, MINUTE),
+    st.builds(lambda d, m: track(d, "Ping", minute=m, process_person=False), ANY_ID, MINUTE),
+    # Page views whose properties set automatic attributes: kept apart with those properties.
+    st.builds(lambda d, m, p: track(d, minute=m, properties=p), ANY_ID, MINUTE, PAGE),
+)
+HISTORIES_WITH_RETENTION = st.lists(st.lists(COMMANDS_WITH_RETENTION, min_size=1, max_size=5), min_size=2, max_size=7)
+# After each transaction: nothing, or expire everything before this minute, this many events a batch.
+RETENTION = st.lists(st.one_of(st.none(), st.tuples(st.integers(0, 130), st.integers(1, 4))), min_size=7, max_size=7)
+
+
+def expire(engine: Engine, minute: int, limit: int) -> None:
+    """Every event before `minute` expires, batch by batch, as the writer runs them (alone)."""
+    resume: str | None = None
+    while True:
+        done = engine.run(lambda _: expire_batch(engine.conn, PROJECT_ID, format_time(at(minute)), resume=resume, limit=limit))
+        if not done.more:
+            return
+        resume = done.resume
+
+
+def attribute_rows(engine: Engine) -> list[tuple[Any, ...]]:
+    """Every attribute with its time, seq and event: a re-derivation makes these exactly again."""
+    return sorted(tuple(r) for r in engine.conn.execute(
+        "SELECT p.id, a.key, a.value, a.kind, a.time, a.seq, a.event_uuid FROM person_attributes a"
+        " JOIN persons p ON p.id = a.person_id"
+    ))
+
+
+@hypothesis_settings(deadline=None)  # three stores per example
+@given(transactions=HISTORIES_WITH_RETENTION, changes=SETTINGS, retention=RETENTION, choice=st.integers(0, 10_000))
+def test_undoing_a_link_after_retention_equals_the_history_without_it(
+    databases: Path, migrated_database: Path, transactions: list[list[Any]], changes: dict[str, Any],
+    retention: list[tuple[int, int] | None], choice: int,
+) -> None:
+    """Retention deletes events between the steps; splits (among the steps), an undo and its redo
+    then make exactly what they make with every event there."""
+    note("\n".join(f"transaction {n}: " + "; ".join(map(describe, t)) for n, t in enumerate(transactions, 1)))
+    note(f"retention after each transaction (before minute, batch): {retention[:len(transactions)]}")
+    settings = DEFAULT_PROJECT_SETTINGS.updated(changes)
+    with fresh_engine(databases, migrated_database, settings) as original, \
+            fresh_engine(databases, migrated_database, settings) as kept_all:
+
+        def retain(n: int) -> None:
+            if retention[n] is not None:
+                expire(original, *retention[n])
+
+        applied = run_original(original, transactions, retain)
+        run_original(kept_all, transactions)
+        def count(engine: Engine, table: str) -> int:
+            return int(engine.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+        retired, deleted = count(original, "retired_events"), count(kept_all, "events") - count(original, "events")
+        event(f"retention kept {'some' if retired else 'no'} events apart and deleted {'some' if deleted > retired else 'none'} whole")
+        # Persons, ids and attributes stay; the splits after retention re-derived the same.
+        assert state(original) == state(kept_all)
+        assert attribute_rows(original) == attribute_rows(kept_all)
+        assert decided_outcomes(original, set()) == decided_outcomes(kept_all, set())
+        undoable = [a for a in applied if len(a.link_ids) == 1 and not isinstance(a.command, (SplitOf, ImportPerson))]
+        if not undoable:
+            return
+        left_out = undoable[choice % len(undoable)]
+        note(f"undo: {describe(left_out.command)} (entry {left_out.link_ids[0]})")
+        before, outcomes_before = state(original), decided_outcomes(original, set())
+        undo = original.undo(left_out.link_ids[0])
+        kept_all.undo(left_out.link_ids[0])
+        # The same as undoing with every event there, and as the history without the link.
+        assert state(original) == state(kept_all)
+        assert attribute_rows(original) == attribute_rows(kept_all)
+        assert decided_outcomes(original, set()) == decided_outcomes(kept_all, set())
+        with fresh_engine(databases, migrated_database, settings) as without:
+            run_without(without, transactions, applied, left_out)
+            attributes = settings.person_profiles == "always"
+            assert state(original, attributes=attributes) == state(without, attributes=attributes)
+            assert decided_outcomes(original, set(left_out.link_ids)) == decided_outcomes(without, set())
         original.undo(undo.undo_id)
         assert state(original) == before
         assert decided_outcomes(original, set()) == outcomes_before

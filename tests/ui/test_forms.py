@@ -186,3 +186,18 @@ def test_a_lone_surrogate_typed_in_the_ui_reads_as_u_fffd(ui: TestClient):
     answer = ui.get("/ui/segments", params={"action": "json", "filter_json": '{"attribute": "plan", "op": "equals", "value": "pro\\ud800"}'})
     assert answer.status_code == 200, answer.text
     assert re.search(r'Matching users\s*<span class="count">1</span>', answer.text)
+
+
+def test_retention_is_set_and_cleared_in_the_ui(ui: TestClient):
+    api = {"Authorization": f"Bearer {SECRET_KEY}"}
+    assert 'name="events_retention_days"' in ui.get("/ui/settings").text
+    assert post_settings(ui, events_retention_days="90").status_code == 303
+    assert ui.get("/api/project/settings", headers=api).json()["events_retention_days"] == 90
+    assert 'value="90"' in ui.get("/ui/settings").text
+    # A form without the field (an older page) leaves it; an empty field keeps events forever.
+    assert post_settings(ui, max_user_ids="2").status_code == 303
+    assert ui.get("/api/project/settings", headers=api).json()["events_retention_days"] == 90
+    refused = post_settings(ui, events_retention_days="0")
+    assert refused.status_code == 400 and "events_retention_days" in refused.text
+    assert post_settings(ui, events_retention_days="").status_code == 303
+    assert ui.get("/api/project/settings", headers=api).json()["events_retention_days"] is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import html
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -15,6 +16,7 @@ from idstitch.analytics.feeder import Feeder
 from idstitch.clock import Now, utc_now
 from idstitch.errors import QueriesBusy, StoreFull, StoreUnavailable
 from idstitch.ingest.pipeline import Writer
+from idstitch.retention import expire_periodically, retention_days
 from idstitch.server import (
     api_routes,
     compat_routes,
@@ -53,7 +55,7 @@ def start_analytics(config: ServerConfig, store: Store, now: Now) -> Feeder | No
     if engine is None:
         return None
     engine.prepare()
-    feeder = Feeder(lambda: store.connect(read_only=True), engine, now=now)
+    feeder = Feeder(lambda: store.connect(read_only=True), engine, now=now, retention_days=lambda: retention_days(store))
     feeder.start()
     return feeder
 
@@ -70,9 +72,12 @@ def create_app(config: ServerConfig, now: Now = utc_now, given: Store | None = N
             writer = Writer(store.write_session(now), now)
             analytics = start_analytics(config, store, now)
             state = app.state.idstitch = AppState(config, store, writer, now, analytics)
+            expiry = asyncio.create_task(expire_periodically(writer, store))
             try:
                 yield
             finally:
+                expiry.cancel()
+                await asyncio.gather(expiry, return_exceptions=True)
                 if analytics is not None:
                     analytics.stop()
                 writer.close()

@@ -52,6 +52,15 @@ class PrivacyEvent(BaseModel):
     operations: dict[str, Any]
 
 
+class RetiredEvent(BaseModel):
+    uuid: str
+    distinct_id: str
+    event: str
+    timestamp: str
+    properties: dict[str, Any] = Field(description="Only those that set automatic attributes (device, page, campaign).")
+    operations: dict[str, Any]
+
+
 class Session(BaseModel):
     session_id: str
     distinct_ids: list[str]
@@ -66,6 +75,9 @@ class PersonRecord(schemas.Person):
     attributes: list[schemas.Attribute]
     sessions: list[Session]
     events: list[PrivacyEvent] = Field(description="Every event of every id of the person, oldest first.")
+    retired_events: list[RetiredEvent] = Field(
+        description="What is kept of the events past `events_retention_days` that an undo or a split replays, oldest first."
+    )
     links: list[schemas.Link]
     warnings: list[schemas.IngestionWarning] = Field(description="Warnings that mention the person's ids or email.")
     dead_letters: list[schemas.DeadLetter] = Field(description="Rejected events that mention the person's ids or email.")
@@ -77,6 +89,7 @@ class Lookup(BaseModel):
     unattributed_events: list[PrivacyEvent] = Field(
         description="Events of the named id that no person owns (`$process_person_profile: false`, `identified_only`)."
     )
+    unattributed_retired_events: list[RetiredEvent]
     unattributed_sessions: list[Session]
     unattributed_warnings: list[schemas.IngestionWarning]
     unattributed_dead_letters: list[schemas.DeadLetter]
@@ -106,6 +119,7 @@ class Erased(BaseModel):
     attributes: int
     events_deleted: int
     events_anonymised: int
+    retired_events: int = Field(description="What retention kept of the person's expired events, for undo and split.")
     links: int
     warnings: int
     dead_letters: int

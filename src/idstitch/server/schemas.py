@@ -143,6 +143,10 @@ class ProjectSettingsModel(BaseModel):
     max_key_length: int
     max_string_length: int
     max_properties_bytes: int
+    events_retention_days: int | None = Field(
+        description="Days an event is kept, by its time (null: forever); older ones leave the store and the analytics"
+        " copy within minutes, while persons, their ids and attributes stay."
+    )
     stored_data: str = Field(ATTRIBUTES_NOTE, description="What switching attributes off does to data already stored.")
 
 

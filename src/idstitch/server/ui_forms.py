@@ -222,6 +222,10 @@ def _optional_whole(name: str, text: str) -> int | None:
     return None if not text.strip() else _whole(name, text)
 
 
+def _text(value: int | None) -> str:
+    return "" if value is None else str(value)
+
+
 def settings_changes(form: Form, current: ProjectSettings) -> dict[str, Any]:
     """The settings the form changes (only those that differ from `current`), as PATCH takes them.
 
@@ -238,6 +242,10 @@ def settings_changes(form: Form, current: ProjectSettings) -> dict[str, Any]:
         "illegal_ids": _lines(form.get("illegal_ids")),
         "illegal_id_patterns": _lines(form.get("illegal_id_patterns")),
         "property_types": _property_types(form.get("property_types")),
+        # Kept as it is when the form has no such field: emptied, it would keep every event from now on.
+        "events_retention_days": _optional_whole(
+            "events_retention_days", form.get("events_retention_days", _text(current.events_retention_days))
+        ),
     }
     for name in _LIMITS:
         wanted[name] = _whole(name, form.get(name, str(getattr(current, name))))

@@ -109,6 +109,7 @@ TABLES: tuple[Table, ...] = (
     Table("distinct_ids", ("project_id", "distinct_id")),
     Table("person_attributes", ("person_id", "key")),
     Table("events", ("seq",)),
+    Table("retired_events", ("seq",)),
     Table("links", ("id",), identity=True),
     Table("link_effects", ("link_id",)),
     Table("sessions", ("project_id", "session_id")),
@@ -120,9 +121,11 @@ TABLES: tuple[Table, ...] = (
     Table("segments", ("id",), identity=True),
     Table("ui_signins", ("token_hash",)),
 )
-# Not copied, on purpose: the target is another store, with an identity of its own, and its
-# analytics copy starts over from it, so the source's feed journal means nothing there.
-NOT_COPIED = ("store_identity", "person_changes", "event_changes")
+# Not copied: the analytics feed's journals and the store's own id (store/feed.py). The database
+# copied into is another store: an analytics copy fed from it starts over, reading every person.
+NOT_COPIED = ("person_changes", "event_changes", "store_identity")
+# Tables whose rows hold an event uuid, which PostgreSQL keeps unique in `event_uuids`.
+_WITH_EVENT_UUIDS = ("events", "retired_events")
 # Small tables whose rows change in place (settings, revocations): compared by content between runs.
 _DIGESTED = ("projects", "secret_keys", "privacy_keys", "suppressed_events", "segments")
 # PostgreSQL only: one row per event, filled from the events' (project_id, uuid).
@@ -360,9 +363,9 @@ class _Run:
         present = {
             row[0]
             for row in self.source.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-            if not row[0].startswith("sqlite_") and row[0] != "migrations"
+            if not row[0].startswith("sqlite_") and row[0] != "migrations" and row[0] not in NOT_COPIED
         }
-        known = {t.name for t in TABLES} | set(NOT_COPIED)
+        known = {t.name for t in TABLES}
         if present - known:
             raise SourceUnusable(
                 f"{self.path} has tables this version cannot migrate: {', '.join(sorted(present - known))}"
@@ -445,7 +448,7 @@ class _Run:
         """An unfinished target holds exactly what earlier runs copied, or someone else wrote to it."""
         raw = self.target.raw
         copied = dict(raw.execute("SELECT table_name, copied FROM migration_progress").fetchall())
-        copied[EVENT_UUIDS] = copied.get("events", 0)
+        copied[EVENT_UUIDS] = sum(copied.get(name, 0) for name in _WITH_EVENT_UUIDS)
         extra = []
         for name, expected in sorted(copied.items()):
             held = _scalar(raw, f"SELECT count(*) FROM {name}")
@@ -565,7 +568,7 @@ class _Run:
                     f"PostgreSQL refused a row of {table}{_failed_row(error, original, key_at, columns)}:"
                     f" {str(error).strip()}"
                 ) from None
-            if table == "events":
+            if table in _WITH_EVENT_UUIDS:
                 project, uuid = columns.index("project_id"), columns.index("uuid")
                 with cursor.copy("COPY event_uuids (project_id, uuid) FROM STDIN") as copy:
                     for row in rows:
@@ -584,7 +587,9 @@ class _Run:
             for table in self.tables:
                 if table.identity:
                     _move_sequence_past(raw, f"pg_get_serial_sequence('{table.name}', 'id')", table.name, "id")
-            _move_sequence_past(raw, "'events_seq'", "events", "seq")
+            # Past every seq taken: by an event, an expired one kept for replays, or a link-log entry.
+            for table_name in ("events", "retired_events", "links"):
+                _move_sequence_past(raw, "'events_seq'", table_name, "seq")
             raw.execute("UPDATE migration_source SET finished_at = %s", (format_time(self.now()),))
 
     def _report(self, started: float, finished: bool, resumed: bool) -> MigrationReport:
@@ -603,7 +608,8 @@ class _Run:
                 )
             )
         uuids = _scalar(raw, f"SELECT count(*) FROM {EVENT_UUIDS}")
-        reports.append(TableReport(EVENT_UUIDS, self.counts["events"], uuids, self.copied[EVENT_UUIDS]))
+        expected = sum(self.counts[name] for name in _WITH_EVENT_UUIDS)
+        reports.append(TableReport(EVENT_UUIDS, expected, uuids, self.copied[EVENT_UUIDS]))
         report = MigrationReport(tuple(reports), finished, resumed and not finished, time.monotonic() - started)
         if report.mismatched and not finished:
             differ = ", ".join(f"{t.table}: {t.source_rows} in SQLite, {t.target_rows} in PostgreSQL" for t in report.mismatched)

@@ -6,6 +6,7 @@ Every method runs inside the writer's open transaction; none commits.
 
 from __future__ import annotations
 
+import heapq
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
@@ -166,13 +167,17 @@ class SQLPersons(ABC):
     # -- events ----------------------------------------------------------------------------
 
     def existing_event_uuids(self, uuids: list[str]) -> set[str]:
+        """The uuids stored already: as events, or as expired events kept for replays (sent
+        again, such an event would apply its operations a second time)."""
         found: set[str] = set()
         for chunk in _chunks(uuids):
+            marks = _marks(chunk)
             found.update(
                 r[0]
                 for r in self.conn.execute(
-                    f"SELECT uuid FROM events WHERE project_id = ? AND uuid IN ({_marks(chunk)})",
-                    (self.project_id, *chunk),
+                    f"SELECT uuid FROM events WHERE project_id = ? AND uuid IN ({marks})"
+                    f" UNION ALL SELECT uuid FROM retired_events WHERE project_id = ? AND uuid IN ({marks})",
+                    (self.project_id, *chunk, self.project_id, *chunk),
                 )
             )
         return found
@@ -214,11 +219,20 @@ class SQLPersons(ABC):
         """Add the batch's sums to the sessions' rows: merging the id lists is per dialect."""
 
     def replay_events(self, distinct_ids: list[str]) -> Iterator[ReplayedEvent]:
-        rows = self.conn.execute(
+        """The ids' events in seq order: those stored, and what retention kept of expired ones
+        (store/retention.py), whose properties are only those that set automatic attributes."""
+        marks = _marks(distinct_ids)
+        stored = self.conn.execute(
             "SELECT seq, uuid, distinct_id, event, timestamp, properties, ops, process_person FROM events"
-            f" WHERE project_id = ? AND distinct_id IN ({_marks(distinct_ids)}) ORDER BY seq",
+            f" WHERE project_id = ? AND distinct_id IN ({marks}) ORDER BY seq",
             (self.project_id, *distinct_ids),
         )
+        retired = self.conn.execute(
+            "SELECT seq, uuid, distinct_id, event, timestamp, coalesce(lifted, '{}'), ops, process_person"
+            f" FROM retired_events WHERE project_id = ? AND distinct_id IN ({marks}) ORDER BY seq",
+            (self.project_id, *distinct_ids),
+        ).fetchall()
+        rows = heapq.merge(stored, retired, key=lambda row: row[0]) if retired else stored
         for seq, uuid, distinct_id, name, timestamp, properties, ops, process_person in rows:
             yield ReplayedEvent(
                 seq, uuid, distinct_id, name, stored_time(timestamp), _decode(properties),

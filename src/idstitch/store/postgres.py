@@ -557,8 +557,8 @@ class PostgresWriteSession:
 
 # The tables an erasure deletes from or rewrites (store/privacy.py `erase`).
 ERASED_TABLES = (
-    "persons", "distinct_ids", "person_attributes", "events", "event_uuids", "links", "warnings", "dead_letters",
-    "sessions", "segments", "audit_log",
+    "persons", "distinct_ids", "person_attributes", "events", "event_uuids", "retired_events", "links", "warnings",
+    "dead_letters", "sessions", "segments", "audit_log",
 )
 
 

@@ -305,4 +305,24 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
         INSERT INTO store_identity (id) VALUES (replace(gen_random_uuid()::text, '-', ''));
         """,
     ),
+    (
+        # As SQLite's 0008: what retention keeps of an expired event for undo and split. Its uuid
+        # stays in `event_uuids`, so that sending the event again stores nothing, as on SQLite.
+        "0006_retired_events",
+        """
+        CREATE TABLE retired_events (
+            seq bigint PRIMARY KEY,
+            project_id bigint NOT NULL,
+            uuid text COLLATE "C" NOT NULL,
+            distinct_id text COLLATE "C" NOT NULL,
+            event text COLLATE "C" NOT NULL,
+            timestamp text COLLATE "C" NOT NULL,
+            process_person integer NOT NULL,
+            ops jsonb,
+            lifted jsonb
+        );
+        CREATE UNIQUE INDEX retired_events_by_uuid ON retired_events(project_id, uuid);
+        CREATE INDEX retired_events_by_distinct_id ON retired_events(project_id, distinct_id, seq);
+        """,
+    ),
 )

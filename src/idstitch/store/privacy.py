@@ -9,6 +9,8 @@ What is held about a person, and where:
 
     persons, distinct_ids, person_attributes      the person itself            deleted
     events (by distinct id)                       its events                   deleted, or anonymised
+    retired_events (by distinct id)               what retention kept of its   deleted
+                                                  expired events, for replays
     links (by distinct or person id)              why its ids are one person   deleted
     warnings, dead_letters (JSON mentioning it)   refusals and rejects         deleted
     sessions (by id, or listing its ids)          its sessions' summaries      deleted, rebuilt from others' events
@@ -307,6 +309,24 @@ def _events(conn: Connection, project_id: int, distinct_ids: Sequence[str]) -> l
     return [{**reads.event_from_row(r), "received_at": r["received_at"]} for r in rows]
 
 
+def _retired_events(conn: Connection, project_id: int, distinct_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """What retention kept of the ids' expired events (store/retention.py), oldest first."""
+    rows: list[Row] = []
+    for chunk in _chunks(distinct_ids):
+        marks = ",".join("?" * len(chunk))
+        rows += conn.execute(
+            "SELECT seq, uuid, distinct_id, event, timestamp, ops, lifted FROM retired_events"
+            f" WHERE project_id = ? AND distinct_id IN ({marks})",
+            (project_id, *chunk),
+        ).fetchall()
+    rows.sort(key=lambda r: (r["timestamp"], r["seq"]))
+    return [
+        {"uuid": r["uuid"], "distinct_id": r["distinct_id"], "event": r["event"], "timestamp": r["timestamp"],
+         "properties": _decode(r["lifted"]) if r["lifted"] else {}, "operations": _decode(r["ops"]) if r["ops"] else {}}
+        for r in rows
+    ]
+
+
 def sessions_of(events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The events grouped by session id, oldest session first (identity-rules.md §6)."""
     sessions: dict[str, dict[str, Any]] = {}
@@ -364,6 +384,7 @@ def lookup(conn: Connection, project_id: int, selector: Selector) -> dict[str, A
                 "attributes": reads.attributes(conn, person_id),
                 "sessions": sessions_of(events),
                 "events": events,
+                "retired_events": _retired_events(conn, project_id, found["distinct_ids"]),
                 "links": reads.links(conn, project_id, person_id),
                 "warnings": [_warning(r) for r in _rows(conn, "warnings", _ids_mentioning(conn, "warnings", project_id, needles))],
                 "dead_letters": [
@@ -378,6 +399,7 @@ def lookup(conn: Connection, project_id: int, selector: Selector) -> dict[str, A
         "query": selector.as_json(),
         "persons": persons,
         "unattributed_events": loose_events,
+        "unattributed_retired_events": _retired_events(conn, project_id, subject.loose_ids),
         "unattributed_sessions": sessions_of(loose_events),
         "unattributed_warnings": [
             _warning(r) for r in _rows(conn, "warnings", _ids_mentioning(conn, "warnings", project_id, loose_needles))
@@ -418,6 +440,7 @@ class ErasureReport:
     attributes: int = 0
     events_deleted: int = 0
     events_anonymised: int = 0
+    retired_events: int = 0
     links: int = 0
     warnings: int = 0
     dead_letters: int = 0
@@ -482,7 +505,7 @@ def erase(
         if secure_delete:
             conn.execute("PRAGMA secure_delete = OFF")
     report.found = any(
-        (report.persons, report.distinct_ids, report.events_deleted, report.events_anonymised, report.links,
+        (report.persons, report.distinct_ids, report.events_deleted, report.events_anonymised, report.retired_events, report.links,
          report.warnings, report.dead_letters, report.audit_entries_redacted, report.others_events_redacted,
          report.sessions, report.segments)
     )
@@ -526,12 +549,24 @@ def _erase_events(
                 (project_id, *chunk),
             )
         ]
+        retired = [
+            r[0]
+            for r in _select_in(
+                conn, "SELECT uuid FROM retired_events WHERE project_id = ? AND distinct_id IN ({})", ids, project_id
+            )
+        ]
         uuids = [u for _, u, _ in rows]
         events_changed(conn, project_id, [seq for seq, _, _ in rows])
         # Warnings name the events they are about; those events are going.
-        report.warnings += _delete_in(conn, "DELETE FROM warnings WHERE project_id = ? AND event_uuid IN ({})", uuids, project_id)
+        report.warnings += _delete_in(
+            conn, "DELETE FROM warnings WHERE project_id = ? AND event_uuid IN ({})", uuids + retired, project_id
+        )
         if uuids_apart:
-            _delete_in(conn, "DELETE FROM event_uuids WHERE project_id = ? AND uuid IN ({})", uuids, project_id)
+            _delete_in(conn, "DELETE FROM event_uuids WHERE project_id = ? AND uuid IN ({})", uuids + retired, project_id)
+        # Kept for undo and split (store/retention.py), of persons that are going: they go whole.
+        report.retired_events += _delete_in(
+            conn, "DELETE FROM retired_events WHERE project_id = ? AND distinct_id IN ({})", ids, project_id
+        )
         if not keep:
             report.events_deleted += _delete_in(
                 conn, "DELETE FROM events WHERE project_id = ? AND distinct_id IN ({})", ids, project_id
@@ -584,7 +619,18 @@ def _redact_events(conn: Connection, project_id: int, uuids: Sequence[str], need
     if changes:
         conn.executemany("UPDATE events SET properties = ?, ops = ? WHERE seq = ?", changes)
         events_changed(conn, project_id, [seq for _, _, seq in changes])
-    return len(changes)
+    # The same in what retention kept of other ids' expired events (no event of the subject's is left).
+    retired: list[tuple[str | None, str | None, int]] = []
+    for row in _select_in(
+        conn, "SELECT seq, lifted, ops FROM retired_events WHERE project_id = ? AND uuid IN ({})", uuids, project_id
+    ):
+        lifted, ops = (_decode(row[c]) if row[c] is not None else None for c in ("lifted", "ops"))
+        redacted = needles.redact(lifted, key), needles.redact(ops, key)
+        if redacted != (lifted, ops):
+            retired.append((*(encode_json(v) if v is not None else None for v in redacted), row["seq"]))  # type: ignore[arg-type]
+    if retired:
+        conn.executemany("UPDATE retired_events SET lifted = ?, ops = ? WHERE seq = ?", retired)
+    return len(changes) + len(retired)
 
 
 def _session_ids(conn: Connection, project_id: int, subject: _Subject) -> list[str]:

@@ -286,4 +286,27 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
         INSERT INTO store_identity (id) VALUES (lower(hex(randomblob(16))));
         """,
     ),
+    (
+        # store/retention.py: what an event past its project's `events_retention_days` leaves
+        # behind when undo or split may still need it (its attribute operations, the properties
+        # that set automatic attributes, a link-log entry naming it, or that it is the earliest
+        # sign of its id): no other properties, no session. Only replays read it (store/persons.py
+        # `replay_events`), and erasures delete it; counts, lists and the analytics copy never see it.
+        "0008_retired_events",
+        """
+        CREATE TABLE retired_events (
+            seq INTEGER PRIMARY KEY,
+            project_id INTEGER NOT NULL,
+            uuid TEXT NOT NULL,
+            distinct_id TEXT NOT NULL,
+            event TEXT NOT NULL,
+            timestamp TEXT NOT NULL,
+            process_person INTEGER NOT NULL,
+            ops TEXT,
+            lifted TEXT
+        );
+        CREATE UNIQUE INDEX retired_events_by_uuid ON retired_events(project_id, uuid);
+        CREATE INDEX retired_events_by_distinct_id ON retired_events(project_id, distinct_id, seq);
+        """,
+    ),
 )
