@@ -286,4 +286,13 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
         INSERT INTO store_identity (id) VALUES (lower(hex(randomblob(16))));
         """,
     ),
+    (
+        # The seqs of erased events stay taken (sqlite.py `max_seq` reads the greatest here): the
+        # analytics copy has read past them, and an event stored again under one of them would
+        # never reach it.
+        "0008_erased_seqs_stay_taken",
+        """
+        CREATE INDEX event_changes_by_seq ON event_changes(seq);
+        """,
+    ),
 )

@@ -105,10 +105,13 @@ def _statements(sql: str) -> Iterator[str]:
 
 def max_seq(conn: sqlite3.Connection) -> int:
     """The last seq taken: by an event, or by a link-log entry without one (an admin action), so
-    that no later event shares its place in history (history.py)."""
+    that no later event shares its place in history (history.py); or by an event erased since
+    (store/feed.py `event_changes`), so that no later event takes a seq the analytics copy has
+    read past."""
     return int(
         conn.execute(
-            "SELECT max(coalesce((SELECT max(seq) FROM events), 0), coalesce((SELECT max(seq) FROM links), 0))"
+            "SELECT max(coalesce((SELECT max(seq) FROM events), 0), coalesce((SELECT max(seq) FROM links), 0),"
+            " coalesce((SELECT max(seq) FROM event_changes), 0))"
         ).fetchone()[0]
     )
 
