@@ -5,11 +5,14 @@ JSON is the text the store holds, read by DuckDB's `json_type` / `json_extract` 
 VARCHAR, BIGINT, UBIGINT, DOUBLE, BOOLEAN, NULL, ARRAY, OBJECT). Regexes run on DuckDB's own
 `regexp_matches`, which is RE2: linear time, as the store's. Times compare as SQLite's
 `julianday()` reads them: the canonical ISO shapes are cast by DuckDB, any other text goes to
-`sqlite_julian_day` (a Python function registered on each connection).
+`sqlite_julian_day` (a Python function registered on each connection). Numbers compare as
+SQLite compares them: a JSON integer within 64 bits exactly (never through a double, which holds
+53), a greater one or a JSON real as a double, and an integer with a double exactly.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 import time
@@ -29,6 +32,8 @@ if TYPE_CHECKING:
 _encode = msgspec.json.Encoder().encode
 _UPPER, _LOWER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz"
 _NUMBER_TYPES = "('BIGINT', 'UBIGINT', 'DOUBLE')"
+_INTEGER_TYPES = "('BIGINT', 'UBIGINT')"
+_INT64 = 2**63
 
 
 def _path(key: str | None) -> str:
@@ -41,6 +46,79 @@ def _ascii_lower(text: str) -> str:
 
 def _marks(values: list[Any]) -> str:
     return ",".join("?" * len(values))
+
+
+# -- numbers as SQLite compares them ----------------------------------------------------------
+#
+# SQLite's json_extract gives a JSON integer within 64 bits as an INTEGER, a greater one or a real
+# as a REAL, and compares an INTEGER with a REAL exactly. Here each value is read both ways:
+# `_as_integer` (a BIGINT, NULL unless a 64-bit JSON integer) and `_as_double` (NULL unless a JSON
+# number); the number compared with is turned, in Python, into the bound that gives the exact
+# answer against each. Every cast sits under a CASE of its type: DuckDB evaluates both sides of an
+# AND, and a cast of a string fails the whole query.
+
+
+def _as_integer(doc: str, key: str | None) -> Sql:
+    path = _path(key)
+    return Sql(f"(CASE WHEN json_type({doc}, ?) IN {_INTEGER_TYPES} THEN TRY_CAST(json_extract({doc}, ?) AS BIGINT) END)", (path, path))
+
+
+def _as_double(doc: str, key: str | None) -> Sql:
+    path = _path(key)
+    return Sql(f"(CASE WHEN json_type({doc}, ?) IN {_NUMBER_TYPES} THEN CAST(json_extract({doc}, ?) AS DOUBLE) END)", (path, path))
+
+
+def _integer_bound(sign: str, number: int | float) -> tuple[str, int] | bool:
+    """`(sign', n)` such that `i sign' n` is `i sign number` for every 64-bit integer i, or the
+    answer itself when it is the same for all of them."""
+    if isinstance(number, int):
+        return sign, number
+    if number >= _INT64 or number < -_INT64:
+        return (number > 0) == (sign in ("<", "<="))
+    if number.is_integer():
+        return sign, int(number)
+    # Between two integers: i > 2.5 and i >= 2.5 are i > 2; i < 2.5 and i <= 2.5 are i <= 2.
+    return (">" if sign in (">", ">=") else "<="), math.floor(number)
+
+
+def _double_bound(sign: str, number: int | float) -> tuple[str, float]:
+    """`(sign', d)` such that `x sign' d` is `x sign number` for every double x."""
+    if isinstance(number, float):
+        return sign, number
+    nearest = float(number)
+    if int(nearest) == number:
+        return sign, nearest
+    # No double equals the integer: the nearest one is just above it or just below.
+    if nearest > number:
+        return (">=" if sign in (">", ">=") else "<"), nearest
+    return (">" if sign in (">", ">=") else "<="), nearest
+
+
+def _compare_number(doc: str, key: str | None, sign: str, number: int | float) -> Sql:
+    integer, double = _as_integer(doc, key), _as_double(doc, key)
+    bound = _integer_bound(sign, number)
+    if isinstance(bound, bool):
+        on_integer = Sql(f"CASE WHEN {integer.text} IS NOT NULL THEN {str(bound).upper()} END", integer.params)
+    else:
+        on_integer = Sql(f"{integer.text} {bound[0]} ?", (*integer.params, bound[1]))
+    double_sign, double_bound = _double_bound(sign, number)
+    # coalesce: the integer's answer where it is one, else the double's (NULL: not a number).
+    return Sql(
+        f"coalesce({on_integer.text}, {double.text} {double_sign} ?)", (*on_integer.params, *double.params, double_bound)
+    )
+
+
+def _equals_number(doc: str, key: str | None, numbers: list[int | float]) -> Sql:
+    """The value is a number equal to one of `numbers`, as SQLite's `=` has it."""
+    integers = sorted({n if isinstance(n, int) else int(n) for n in numbers
+                       if isinstance(n, int) or (n.is_integer() and -_INT64 <= n < _INT64)})
+    doubles = sorted({float(n) for n in numbers if isinstance(n, float) or int(float(n)) == n})
+    integer, double = _as_integer(doc, key), _as_double(doc, key)
+    on_integer = Sql(f"{integer.text} IN ({_marks(integers)})", (*integer.params, *integers)) if integers else Sql(
+        f"CASE WHEN {integer.text} IS NOT NULL THEN FALSE END", integer.params
+    )
+    on_double = Sql(f"{double.text} IN ({_marks(doubles)})", (*double.params, *doubles)) if doubles else Sql("FALSE")
+    return Sql(f"coalesce({on_integer.text}, {on_double.text})", (*on_integer.params, *on_double.params))
 
 
 class DuckDBDialect(Dialect):
@@ -93,10 +171,7 @@ class DuckDBDialect(Dialect):
         if strings:
             parts.append(Sql(f"({jt} = 'VARCHAR' AND json_extract_string({doc}, ?) IN ({_marks(strings)}))", (path, path, *strings)))
         if numbers:
-            parts.append(Sql(
-                f"({jt} IN {_NUMBER_TYPES} AND CAST(json_extract({doc}, ?) AS DOUBLE) IN ({_marks(numbers)}))",
-                (path, path, *(float(n) for n in numbers)),
-            ))
+            parts.append(_equals_number(doc, key, numbers))
         if booleans:
             parts.append(Sql(f"({jt} = 'BOOLEAN' AND json_extract_string({doc}, ?) IN ({_marks(booleans)}))", (path, path, *booleans)))
         if None in values:
@@ -117,14 +192,12 @@ class DuckDBDialect(Dialect):
                 (path, path, value, path, value),
             )
         if isinstance(value, bool):
-            test = f"json_type({alias}) = 'BOOLEAN' AND CAST({alias} AS VARCHAR) = ?"
-            wanted: Any = "true" if value else "false"
+            test = Sql(f"json_type({alias}) = 'BOOLEAN' AND CAST({alias} AS VARCHAR) = ?", ("true" if value else "false",))
         else:
-            test = f"json_type({alias}) IN {_NUMBER_TYPES} AND CAST({alias} AS DOUBLE) = ?"
-            wanted = float(value)
+            test = _equals_number(alias, None, [value])
         return Sql(
-            f"({jt} = 'ARRAY' AND len(list_filter({elements}, lambda {alias}: {test})) > 0)",
-            (path, path, wanted),
+            f"(CASE WHEN {jt} = 'ARRAY' THEN len(list_filter({elements}, lambda {alias}: {test.text})) > 0 ELSE FALSE END)",
+            (path, path, *test.params),
         )
 
     def json_matches(self, doc: str, key: str | None, pattern: str, *, longest: int) -> Sql:
@@ -136,11 +209,7 @@ class DuckDBDialect(Dialect):
         )
 
     def json_compare_number(self, doc: str, key: str | None, sign: str, number: int | float) -> Sql:
-        path = _path(key)
-        return Sql(
-            f"(CASE WHEN json_type({doc}, ?) IN {_NUMBER_TYPES} THEN CAST(json_extract({doc}, ?) AS DOUBLE) END {sign} ?)",
-            (path, path, float(number)),
-        )
+        return _compare_number(doc, key, sign, number)
 
     def json_compare_time(self, doc: str, key: str | None, sign: str, julian_day: float) -> Sql:
         path = _path(key)

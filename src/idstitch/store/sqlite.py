@@ -104,14 +104,14 @@ def _statements(sql: str) -> Iterator[str]:
 
 
 def max_seq(conn: sqlite3.Connection) -> int:
-    """The last seq taken: by an event, by a link-log entry without one (an admin action), or by
-    an expired event retention kept (store/retention.py keeps the last event it expires, so that
-    its seq is never taken again), so that no later event shares its place in history (history.py)
-    nor is skipped by the analytics feed (store/feed.py)."""
+    """The last seq taken: by an event, by a link-log entry without one (an admin action), by an
+    expired event retention kept (store/retention.py keeps the last event it expires), or by an
+    event erased since (store/feed.py `event_changes`): so that no later event shares its place in
+    history (history.py) nor takes a seq the analytics copy has read past."""
     return int(
         conn.execute(
             "SELECT max(coalesce((SELECT max(seq) FROM events), 0), coalesce((SELECT max(seq) FROM links), 0),"
-            " coalesce((SELECT max(seq) FROM retired_events), 0))"
+            " coalesce((SELECT max(seq) FROM retired_events), 0), coalesce((SELECT max(seq) FROM event_changes), 0))"
         ).fetchone()[0]
     )
 
