@@ -74,7 +74,9 @@ def _number_test(v: str, sign: str, count: int) -> str:
 
 
 def _string(v: str) -> str:
-    return f"JSONExtractString({v})"
+    """The string a JSON string's text holds, as SQLite's json_extract reads it: up to its first
+    NUL character (an escaped `\\u0000` ends the text SQLite 3.40 reads from JSON)."""
+    return let("js", f"JSONExtractString({v})", "if(position(js, '\\0') = 0, js, substring(js, 1, position(js, '\\0') - 1))")
 
 
 class ClickHouseDialect(Dialect):
@@ -103,7 +105,8 @@ class ClickHouseDialect(Dialect):
     def week_start(self, day: str) -> str:
         # ClickHouse's dates cover 1900-2299 (Date32); the calendar's other years take the
         # arithmetic (Julian day numbers, whose multiples of 7 are Mondays).
-        fast = f"toString(toMonday(toDate32({day})))"
+        # (toMonday of a Date32 is a Date, which starts in 1970: a Date32 less its weekday stays one.)
+        fast = f"toString(toDate32({day}) - (toDayOfWeek(toDate32({day})) - 1))"
         return f"if(substring({day}, 1, 4) BETWEEN '1900' AND '2299', {fast}, {_monday_by_arithmetic(day)})"
 
     def same_text_ignoring_ascii_case(self, column: str, value: str) -> Sql:
@@ -274,9 +277,12 @@ def _julian_day_sql() -> str:
         f" match(jd_t, {literal(_NUMBER)}), {number}, NULL)"
     )
     in_days = let("jd_ms", ms, f"if(jd_ms BETWEEN 0 AND {_LAST_MS}, jd_ms / 86400000, NULL)")
-    groups = let("jd_m", f"if(jd_c, CAST([] AS Array(String)), extractGroups(jd_t, {literal(_DATETIME)}))", in_days)
-    shape = let("jd_z", zone, groups)
-    return let("jd_c", f"match(jd_t, {literal(_CANONICAL)})", let("jd_n", "length(jd_t)", shape))
+    canonical = f"match(jd_t, {literal(_CANONICAL)})"
+    groups = f"if({canonical}, CAST([] AS Array(String)), extractGroups(jd_t, {literal(_DATETIME)}))"
+    zone = zone.replace("jd_n", "length(jd_t)")
+    return (
+        f"arrayElement(arrayMap((jd_c, jd_n, jd_z, jd_m) -> {in_days}, [{canonical}], [length(jd_t)], [{zone}], [{groups}]), 1)"
+    )
 
 
 _JULIAN_DAY = _julian_day_sql()
