@@ -16,9 +16,10 @@ longer has, all with the step's person position as the version: a later step alw
 
 ClickHouse has no transactions, so `apply` is all-or-nothing the way a crash allows: every write
 can be made again without storing anything twice, and the position is written last. Events past
-the position (a step that stopped before writing it) are deleted first, a rewritten or deleted
-event is deleted and written again, and the person rows carry versions. A reader may see a step
-half done (new events before their persons, say) until its end; never anything twice.
+the position (a step that stopped before writing it) are deleted first, events at or before it
+are not written again (a step applied twice), a rewritten or deleted event is deleted and written
+again, and the person rows carry versions. A reader may see a step half done (new events before
+their persons, say) until its end; never anything twice.
 """
 
 from __future__ import annotations
@@ -278,8 +279,12 @@ class ClickHouseEngine:
             )
             if _count(client, where):
                 client.command(f"DELETE FROM {where}")
-        if batch.events:
-            client.insert("events", [_event_row(row) for row in batch.events], column_names=_EVENT_COLUMNS)
+        # Events the copy holds already (this step applied before, by this feeder or another)
+        # stay as they are; those it deleted above are written again.
+        removed = set(batch.removed_events)
+        events = [_event_row(row) for row in batch.events if row[0] > state.position.seq or row[0] in removed]
+        if events:
+            client.insert("events", events, column_names=_EVENT_COLUMNS)
         if batch.changed_persons:
             self._replace_persons(client, batch)
         self._write_state(state.store_id, batch.position)
