@@ -157,7 +157,7 @@ class ClickHouseDialect(Dialect):
         if words:
             parts.append(f"jv IN ({_marks(words)})")
             params += words
-        return self._over_value(doc, key, "(" + " OR ".join(parts) + ")", tuple(params))
+        return self._over_value(doc, key, "(" + (" OR ".join(parts) or "FALSE") + ")", tuple(params))
 
     def json_contains(self, doc: str, key: str | None, value: Any, alias: str) -> Sql:
         elements = "JSONExtractArrayRaw(jv)"
