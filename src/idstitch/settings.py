@@ -58,7 +58,7 @@ SERVER_SETTINGS: tuple[Setting, ...] = (
     Setting("header_timeout", 10, "Seconds a connection has to send a request's line and headers, from opening or from its last response, and between two pieces of its body; then it is closed.", "IDSTITCH_HEADER_TIMEOUT"),
     Setting("keep_alive_timeout", 5, "Seconds an idle keep-alive connection stays open after a response.", "IDSTITCH_KEEP_ALIVE_TIMEOUT"),
     Setting("max_connections", 4096, "Connections open at once (at most the open-files limit, less a margin); past it a new one is answered 503 with Retry-After and closed.", "IDSTITCH_MAX_CONNECTIONS"),
-    Setting("analytics", "auto", "The analytics engine that answers counts, breakdowns and \"did X N times\" filters from a columnar copy of the events: `duckdb` (a file in the data directory), `off` (the store answers everything), or `auto` (`duckdb` on the SQLite file, `off` on PostgreSQL).", "IDSTITCH_ANALYTICS"),
+    Setting("analytics", "auto", "The analytics engine that answers counts, breakdowns and \"did X N times\" filters from a columnar copy of the events: `duckdb` (a file in the data directory), `clickhouse://user:password@host:port/database` (a ClickHouse server, shared by the servers of a PostgreSQL store), `chdb:/path` (ClickHouse in-process), `off` (the store answers everything), or `auto` (`duckdb` on the SQLite file, `off` on PostgreSQL).", "IDSTITCH_ANALYTICS"),
     Setting("query_queue", 16, "Queries that may wait for a slot; past them a query is answered 503 with Retry-After.", "IDSTITCH_QUERY_QUEUE"),
 )
 

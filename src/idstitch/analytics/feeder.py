@@ -12,6 +12,12 @@ made during it is applied again after.
 
 `Feeder.run` loops in a thread of its own; `catch_up` lets a query wait for the copy to reach the
 store (a merge made a moment ago shows in the next answer), and tells how far behind it is.
+
+Servers that share a store (PostgreSQL) share its ClickHouse copy too, and one feeds it at a time:
+a step ships only under the feed's lease (store/feed.py `take_lease`, held by the feeder's own
+store session until it ends). The others read the copy's position for their lag and wait; when
+the holder stops, crashes or loses its connection, the next to ask takes the lease over, and
+ships `lease_grace` seconds later, once a step the old holder was still applying has ended.
 """
 
 from __future__ import annotations
@@ -40,6 +46,11 @@ IDLE_SECONDS = 0.5
 CATCH_UP_EVENTS = 200_000
 CATCH_UP_SECONDS = 2.0
 EXPIRY_SECONDS = 60.0
+# Longer than a step takes to apply (seconds): a holder that lost its session mid-step finishes it
+# unaware, so the next holder waits this long before its first step.
+LEASE_GRACE_SECONDS = 5.0
+# How often a query waiting for another server's feeder reads the copy's position.
+WAIT_SECONDS = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +61,7 @@ class Lag:
     horizon: FeedPosition
     checked_at: float  # time.monotonic()
     error: str | None = None
+    feeding: bool = True  # False: another server holds the feed's lease (this one only reads)
 
     @property
     def behind(self) -> FeedPosition:
@@ -69,6 +81,7 @@ class Lag:
             "seq": self.position.seq,
             "store_seq": self.horizon.seq,
             "error": self.error,
+            "feeding": self.feeding,
         }
 
 
@@ -82,6 +95,7 @@ class Feeder:
         *,
         now: Now,
         retention_days: Callable[[], dict[int, int]] = dict,
+        lease_grace: float = LEASE_GRACE_SECONDS,
     ) -> None:
         self._connect = connect
         self.engine = engine
@@ -92,6 +106,8 @@ class Feeder:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._expired_at = -EXPIRY_SECONDS
+        self._lease_grace = lease_grace
+        self._leased_at: float | None = None  # time.monotonic() when this feeder took the lease
         state = engine.state()
         # The journal position up to which erasures have left the copy's files.
         self.erasures_forgotten = state.position.event_change
@@ -119,6 +135,11 @@ class Feeder:
 
     def _step(self) -> int:
         conn = self._store()
+        if not self._may_ship(conn):
+            # Another server feeds the copy (or one may still be finishing a step): read how far.
+            state = self.engine.state()
+            self.lag = Lag(state.position, feed.horizon(conn), time.monotonic(), feeding=False)
+            return 0
         store_id = feed.store_identity(conn)
         state = self.engine.state()
         horizon = feed.horizon(conn)
@@ -151,12 +172,26 @@ class Feeder:
         if batch.empty and batch.position == at:
             self.lag = Lag(at, horizon, time.monotonic())
             return 0
+        if not self._may_ship(conn):  # the session (and the lease with it) was lost while reading
+            self.lag = Lag(at, horizon, time.monotonic(), feeding=False)
+            return 0
         self.engine.apply(batch)
         if erased:
             self.engine.forget_deleted()
             self.erasures_forgotten = batch.position.event_change
         self.lag = Lag(batch.position, horizon, time.monotonic())
         return len(batch.events) + len(batch.changed_persons) + len(batch.removed_events)
+
+    def _may_ship(self, conn: Connection) -> bool:
+        lease = feed.take_lease(conn)
+        if lease is feed.Lease.ELSEWHERE:
+            self._leased_at = None
+            return False
+        if lease is feed.Lease.TAKEN or self._leased_at is None:
+            self._leased_at = time.monotonic()
+            if lease is not feed.Lease.ALONE:
+                log.info("this server feeds the analytics copy now (in %g s)", self._lease_grace)
+        return lease is feed.Lease.ALONE or time.monotonic() - self._leased_at >= self._lease_grace
 
     def _copy_every_person(self, conn: Connection, horizon: FeedPosition) -> None:
         after = ""
@@ -200,6 +235,8 @@ class Feeder:
                 return self.lag
             if self.lag.position.reached(horizon) or time.monotonic() > deadline:
                 return self.lag
+            if not self.lag.feeding:
+                time.sleep(WAIT_SECONDS)
 
     def forget_erased(self, wait: float) -> str | None:
         """After an erasure in the store: catch up so that it leaves the copy and its files,

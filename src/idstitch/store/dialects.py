@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 # and a collision would only make two writes wait for each other).
 MIGRATIONS_LOCK = 0x1D57_17C4_0000_0001
 WRITES_LOCK = 0x1D57_17C4_0000_0002
+# Held (for its whole session) by the one server that feeds the analytics copy (store/feed.py).
+FEED_LOCK = 0x1D57_17C4_0000_0003
 
 _encode = msgspec.json.Encoder().encode
 

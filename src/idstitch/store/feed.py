@@ -21,10 +21,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from idstitch.store.connection import Connection
-from idstitch.store.dialects import WRITES_LOCK
+from idstitch.store.dialects import FEED_LOCK, WRITES_LOCK
 
 _CHUNK = 500
 
@@ -113,6 +114,40 @@ def horizon(conn: Connection) -> FeedPosition:
     else:
         row = conn.execute(_HORIZON["sqlite"]).fetchone()
     return FeedPosition(int(row[0]), int(row[1]), int(row[2]))
+
+
+class Lease(Enum):
+    """Whether a feeder may ship to the analytics copy: one server at a time does, when several
+    share a store (and so the copy), or each would write every event again."""
+
+    ALONE = "alone"  # no other server can feed it: the SQLite file is one server's
+    HELD = "held"  # this connection's session held the lease already
+    TAKEN = "taken"  # taken just now: a feeder that held it before may still be applying a step
+    ELSEWHERE = "elsewhere"  # another session holds it
+
+    @property
+    def ships(self) -> bool:
+        return self is not Lease.ELSEWHERE
+
+
+_LEASE = {
+    # A session advisory lock: it lasts until the session ends (a server that stops, crashes or
+    # loses its connection frees it for the next), and a session that holds it just says so.
+    "postgresql": (
+        "SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+        " AND granted AND classid = ?::bigint::oid AND objid = ?::bigint::oid AND objsubid = 1) THEN 'held'"
+        " WHEN pg_try_advisory_lock(?) THEN 'taken' ELSE 'elsewhere' END"
+    ),
+}
+
+
+def take_lease(conn: Connection) -> Lease:
+    """The analytics feed's lease, on this connection's session: held, taken, or held elsewhere."""
+    sql = _LEASE.get(conn.dialect.name)
+    if sql is None:
+        return Lease.ALONE
+    row = conn.execute(sql, (FEED_LOCK >> 32, FEED_LOCK & 0xFFFF_FFFF, FEED_LOCK)).fetchone()
+    return Lease(row[0])
 
 
 def store_identity(conn: Connection) -> str:
