@@ -287,7 +287,20 @@ class ClickHouseEngine:
             client.insert("events", events, column_names=_EVENT_COLUMNS)
         if batch.changed_persons:
             self._replace_persons(client, batch)
+        for project_id, kept in batch.persons_kept.items():
+            # After an erasure (its journal names no one): the persons the store no longer has go.
+            present = client.query(_bind("SELECT id FROM persons FINAL WHERE project_id = ?", (project_id,))).result_rows
+            gone = sorted({row[0] for row in present} - set(kept))
+            if gone:
+                self._replace_persons(client, FeedBatch(batch.position, changed_persons=gone))
         self._write_state(state.store_id, batch.position)
+
+    def forget_deleted(self) -> None:
+        """Merge every table's parts, so deleted rows and replaced versions leave the current
+        parts; ClickHouse removes the merged-away parts after its `old_parts_lifetime`."""
+        client = self._write()
+        for table in _TABLES:
+            client.command(f"OPTIMIZE TABLE {table} FINAL")
 
     def _replace_persons(self, client: Client, batch: FeedBatch) -> None:
         version = int(batch.position.person_change)

@@ -147,3 +147,18 @@ def test_a_wrong_analytics_setting_says_what_is_wrong(setting, problem, tmp_path
     with pytest.raises(InvalidSetting, match=problem) as raised:
         open_engine(setting, tmp_path, shared_store=True)
     assert "pw" not in str(raised.value)
+
+
+def test_after_an_erasure_the_persons_the_store_no_longer_has_leave_the_copy(clickhouse):
+    clickhouse.apply(FeedBatch(FeedPosition(2, 2, 0), events=[_event(1), _event(2, "anon-2")], changed_persons=["p1", "p2"],
+                               persons=_merged(_person("p1", "anon-1", attributes={"email": '"ada@example.com"'}),
+                                               _person("p2", "anon-2"))))
+
+    clickhouse.apply(FeedBatch(FeedPosition(2, 2, 1), removed_events=[1], persons_kept={1: ["p2"]}))
+    clickhouse.forget_deleted()
+
+    conn = clickhouse.reader()
+    assert _rows(conn, "SELECT id FROM persons") == [("p2",)]
+    assert _rows(conn, "SELECT distinct_id, person_id FROM distinct_ids") == [("anon-2", "p2")]
+    assert _rows(conn, "SELECT person_id, key FROM person_attributes") == []
+    assert _rows(conn, "SELECT seq FROM events") == [(2,)]
