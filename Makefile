@@ -33,8 +33,10 @@ test: $(STAMP)
 
 # The ClickHouse engine's tests, on chdb: a pytest process of their own (chdb hosts one engine per
 # process; the main run leaves them out with addopts' -m "not chdb").
+# Then the equivalence suite of tests/analytics again, on ClickHouse instead of DuckDB (a third process).
 test-chdb: $(CHDB_STAMP)
 	$(VENV)/bin/python -m pytest -m chdb $(CHDB_PYTEST_ARGS)
+	IDSTITCH_TEST_ANALYTICS=chdb:$$(mktemp -d) $(VENV)/bin/python -m pytest tests/analytics --ignore=tests/analytics/clickhouse $(CHDB_PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(VENV)/bin/python bench/ingest.py
