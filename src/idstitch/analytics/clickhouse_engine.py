@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -37,8 +37,9 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 
 from idstitch.analytics.clickhouse_sql import CLICKHOUSE
-from idstitch.analytics.engine import CopyState, FeedBatch
+from idstitch.analytics.engine import CopyState, FeedBatch, Rows, refuse_writes
 from idstitch.errors import InvalidSetting
+from idstitch.store.connection import to_pyformat
 from idstitch.store.dialects import Dialect, StatementTimeout
 from idstitch.store.feed import FeedPosition
 
@@ -88,32 +89,9 @@ READ_SETTINGS = {"join_use_nulls": 1, "final": 1, "allow_simdjson": 0, "short_ci
 
 
 def client_binding(sql: str) -> str:
-    """`?` marks to clickhouse-connect's client-side `%s` (and a literal `%` to `%%`), outside
-    quoted text (ClickHouse's literals escape with a backslash or a doubled quote)."""
-    out: list[str] = []
-    quote: str | None = None
-    escaped = False
-    for char in sql:
-        if char == "%":
-            out.append("%%")
-            escaped = False
-            continue
-        if quote is not None:
-            out.append(char)
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == quote:
-                quote = None
-        elif char in "'\"`":
-            quote = char
-            out.append(char)
-        elif char == "?":
-            out.append("%s")
-        else:
-            out.append(char)
-    return "".join(out)
+    """`?` marks to clickhouse-connect's client-side `%s`; ClickHouse's literals escape with a
+    backslash and also quote with backticks."""
+    return to_pyformat(sql, quotes="'\"`", backslash_escapes=True)
 
 
 class ClickHouseConnection:
@@ -126,8 +104,7 @@ class ClickHouseConnection:
         self.client = client
         self.statement_seconds: float | None = None
 
-    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> _Result:
-        sql = _named_columns(sql)
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Rows:
         settings = {"max_execution_time": self.statement_seconds} if self.statement_seconds else None
         try:
             if parameters:
@@ -138,44 +115,13 @@ class ClickHouseConnection:
             if error.code == _TIMEOUT_EXCEEDED and self.statement_seconds:
                 raise StatementTimeout(self.statement_seconds) from None
             raise
-        return _Result(result.result_rows)
+        return Rows(result.result_rows)
 
-    def executemany(self, sql: str, rows: Iterable[Sequence[Any]], /) -> _Result:
-        for row in rows:
-            self.execute(sql, row)
-        return _Result([])
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]], /) -> Rows:
+        return refuse_writes()
 
     def close(self) -> None:
         self.client.close()
-
-
-# query/counts.py selects `x.period, x.person_id, b.value` from a join in which `x` has a `value`
-# too, then reads `value` from it; ClickHouse names that column `b.value` (its name would be
-# ambiguous), so the outer query finds none. Until counts.py writes `b.value AS value`, the name
-# is given here.
-_UNNAMED_VALUE = "SELECT x.period, x.person_id, b.value FROM ("
-
-
-def _named_columns(sql: str) -> str:
-    return sql.replace(_UNNAMED_VALUE, "SELECT x.period, x.person_id, b.value AS value FROM (", 1)
-
-
-class _Result:
-    def __init__(self, rows: Sequence[Any]) -> None:
-        self._rows = list(rows)
-
-    @property
-    def rowcount(self) -> int:
-        return -1
-
-    def fetchone(self) -> Any:
-        return self._rows[0] if self._rows else None
-
-    def fetchall(self) -> list[Any]:
-        return self._rows
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self._rows)
 
 
 class ClickHouseEngine:

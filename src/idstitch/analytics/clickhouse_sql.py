@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from idstitch.store.dialects import Dialect, Sql
+from idstitch.analytics.engine import CopyDialect
+from idstitch.store.dialects import Sql
 
 if TYPE_CHECKING:
     from idstitch.store.connection import Connection
@@ -79,28 +80,8 @@ def _string(v: str) -> str:
     return let("js", f"JSONExtractString({v})", "if(position(js, '\\0') = 0, js, substring(js, 1, position(js, '\\0') - 1))")
 
 
-class ClickHouseDialect(Dialect):
+class ClickHouseDialect(CopyDialect):
     name = "clickhouse"
-    # The analytics copy is written by its feeder only (clickhouse_engine.py), never by the
-    # store's SQL: these are here for the interface, and `BEGIN TRANSACTION` fails loudly.
-    insert_ignore_prefix = "INSERT INTO"
-    insert_ignore_suffix = ""
-    greatest = "greatest"
-    least = "least"
-    begin_exclusive = "BEGIN TRANSACTION"
-    is_distinct_from = "IS DISTINCT FROM"
-    next_person_change = ""
-    regex_syntax = "re2"
-    grouping_sets = True
-
-    def join_each(self, table: str, alias: str, on: str, *, outer: bool = False) -> str:
-        return f"{'LEFT ' if outer else ''}JOIN {table} {alias} ON {on}"
-
-    def exists_per_row(self, select: str) -> str:
-        return f"EXISTS ({select})"
-
-    def indexed_by(self, index: str) -> str:
-        return ""
 
     def week_start(self, day: str) -> str:
         # ClickHouse's dates cover 1900-2299 (Date32); the calendar's other years take the

@@ -19,7 +19,7 @@ import duckdb
 import pyarrow as pa
 
 from idstitch.analytics.duckdb_sql import DUCKDB, register_functions
-from idstitch.analytics.engine import CopyState, FeedBatch
+from idstitch.analytics.engine import CopyState, FeedBatch, Rows, refuse_writes
 from idstitch.store.dialects import Dialect
 from idstitch.store.feed import FeedPosition
 
@@ -69,17 +69,17 @@ class DuckDBConnection:
         self._cursor = engine.open_cursor()
         self._interrupted = False
 
-    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> _Result:
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Rows:
         with self._engine.reading():
             # A new cursor after the file was replaced (forget_deleted), or after an interrupt
             # that came as its query ended (it must not stop the next one).
             if self._interrupted or self._generation != self._engine.generation:
                 self._cursor.close()
                 self._cursor, self._generation, self._interrupted = self._engine.open_cursor(), self._engine.generation, False
-            return _Result(self._cursor.execute(sql, list(parameters)).fetchall())
+            return Rows(self._cursor.execute(sql, list(parameters)).fetchall())
 
-    def executemany(self, sql: str, rows: Iterable[Sequence[Any]], /) -> _Result:
-        raise TypeError("the analytics copy is written by its feeder only")
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]], /) -> Rows:
+        return refuse_writes()
 
     def interrupt(self) -> None:
         """Stop the running query (from another thread: DuckDBDialect.time_limit)."""
@@ -88,24 +88,6 @@ class DuckDBConnection:
 
     def close(self) -> None:
         self._cursor.close()
-
-
-class _Result:
-    def __init__(self, rows: list[Any]) -> None:
-        self._rows = rows
-
-    @property
-    def rowcount(self) -> int:
-        return -1
-
-    def fetchone(self) -> Any:
-        return self._rows[0] if self._rows else None
-
-    def fetchall(self) -> list[Any]:
-        return self._rows
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self._rows)
 
 
 class DuckDBEngine:

@@ -24,7 +24,8 @@ import duckdb
 import msgspec
 from duckdb.func import SPECIAL
 
-from idstitch.store.dialects import Dialect, Sql, StatementTimeout
+from idstitch.analytics.engine import CopyDialect
+from idstitch.store.dialects import Sql, StatementTimeout
 
 if TYPE_CHECKING:
     from idstitch.store.connection import Connection
@@ -121,27 +122,8 @@ def _equals_number(doc: str, key: str | None, numbers: list[int | float]) -> Sql
     return Sql(f"coalesce({on_integer.text}, {on_double.text})", (*on_integer.params, *on_double.params))
 
 
-class DuckDBDialect(Dialect):
+class DuckDBDialect(CopyDialect):
     name = "duckdb"
-    # The analytics copy is written by its feeder only, never by the store's SQL.
-    insert_ignore_prefix = "INSERT OR IGNORE INTO"
-    insert_ignore_suffix = ""
-    greatest = "greatest"
-    least = "least"
-    begin_exclusive = "BEGIN"
-    is_distinct_from = "IS DISTINCT FROM"
-    next_person_change = ""
-    regex_syntax = "re2"
-    grouping_sets = True
-
-    def join_each(self, table: str, alias: str, on: str, *, outer: bool = False) -> str:
-        return f"{'LEFT ' if outer else ''}JOIN {table} {alias} ON {on}"
-
-    def exists_per_row(self, select: str) -> str:
-        return f"EXISTS ({select})"
-
-    def indexed_by(self, index: str) -> str:
-        return ""
 
     def week_start(self, day: str) -> str:
         return f"strftime(date_trunc('week', CAST({day} AS DATE)), '%Y-%m-%d')"

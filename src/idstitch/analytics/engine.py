@@ -15,11 +15,60 @@ The copy holds, with the store's column names so the query layer's SQL reads bot
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from idstitch.store.connection import Connection
+from idstitch.store.dialects import Dialect
 from idstitch.store.feed import FeedPosition, PersonRows
+
+
+class CopyDialect(Dialect):
+    """What the copies' SQL dialects share: plain joins and EXISTS (no planner to steer), RE2
+    regexes, GROUPING SETS; and none of the store's write pieces, which fail loudly if used:
+    only the feeder writes a copy, through its engine."""
+
+    insert_ignore_prefix = insert_ignore_suffix = begin_exclusive = next_person_change = "NOT ON THE ANALYTICS COPY"
+    greatest = "greatest"
+    least = "least"
+    is_distinct_from = "IS DISTINCT FROM"
+    regex_syntax = "re2"
+    grouping_sets = True
+
+    def join_each(self, table: str, alias: str, on: str, *, outer: bool = False) -> str:
+        return f"{'LEFT ' if outer else ''}JOIN {table} {alias} ON {on}"
+
+    def exists_per_row(self, select: str) -> str:
+        return f"EXISTS ({select})"
+
+    def indexed_by(self, index: str) -> str:
+        return ""
+
+
+class Rows:
+    """A whole result, read at once, as the query layer reads a cursor."""
+
+    def __init__(self, rows: Sequence[Any]) -> None:
+        self._rows = list(rows)
+
+    @property
+    def rowcount(self) -> int:
+        return -1
+
+    def fetchone(self) -> Any:
+        return self._rows[0] if self._rows else None
+
+    def fetchall(self) -> list[Any]:
+        return self._rows
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._rows)
+
+
+def refuse_writes() -> Rows:
+    """What a copy's read connection answers `executemany`: only its feeder writes the copy."""
+    raise TypeError("the analytics copy is written by its feeder only")
 
 
 @dataclass(slots=True)

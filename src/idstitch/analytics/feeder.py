@@ -238,6 +238,11 @@ class Feeder:
             if not self.lag.feeding:
                 time.sleep(WAIT_SECONDS)
 
+    def status(self) -> dict[str, Any]:
+        """The copy as `/api/status` and the settings page show it (its size read from disk)."""
+        return {"engine": self.engine.name, "location": self.engine.description,
+                "bytes": self.engine.size_bytes(), "lag": self.lag.to_json()}
+
     def forget_erased(self, wait: float) -> str | None:
         """After an erasure in the store: catch up so that it leaves the copy and its files,
         waiting up to `wait` seconds. None when done, else what still holds the data."""

@@ -131,7 +131,8 @@ def _run(
         )
         if attribute:
             sql = (
-                f"SELECT x.period, x.person_id, b.value FROM ({inner}) x LEFT JOIN person_attributes b"
+                # `AS value`: x has a `value` too, and ClickHouse would name this one `b.value`.
+                f"SELECT x.period, x.person_id, b.value AS value FROM ({inner}) x LEFT JOIN person_attributes b"
                 " ON b.person_id = x.person_id AND b.key = ? AND b.kind != 'unset'"
             )
             params: tuple[Any, ...] = (*value.params, *event_where.params, attribute)

@@ -29,17 +29,21 @@ def answer_on_copy(
 ) -> tuple[T, dict[str, Any]]:
     """`fn(conn, compiler)` on the analytics copy if it has caught up, else on `store` (a read
     connection already under the query guard of `run_guarded`); and who answered."""
+
+    def on_store(lag: dict[str, Any] | None) -> tuple[T, dict[str, Any]]:
+        return fn(store, Compiler(store, project_id, now)), {"engine": STORE, "analytics": lag}
+
     if feeder is None:
-        return fn(store, Compiler(store, project_id, now)), {"engine": STORE, "analytics": None}
+        return on_store(None)
     lag = feeder.catch_up()
-    if lag.caught_up:
-        try:
-            found = run_guarded(feeder.engine.reader(), project_id, now, fn, catalog=store)
-            return found, {"engine": feeder.engine.name, "analytics": lag.to_json()}
-        except FilterError:
-            raise
-        except Exception as error:  # the copy failed, not the question: the store answers it
-            log.exception("the analytics copy could not answer; the store does")
-            behind = {**lag.to_json(), "caught_up": False, "error": f"{type(error).__name__}: {error}"}
-            return fn(store, Compiler(store, project_id, now)), {"engine": STORE, "analytics": behind}
-    return fn(store, Compiler(store, project_id, now)), {"engine": STORE, "analytics": lag.to_json()}
+    if not lag.caught_up:
+        return on_store(lag.to_json())
+    try:
+        return run_guarded(feeder.engine.reader(), project_id, now, fn, catalog=store), {
+            "engine": feeder.engine.name, "analytics": lag.to_json(),
+        }
+    except FilterError:
+        raise
+    except Exception as error:  # the copy failed, not the question: the store answers it
+        log.exception("the analytics copy could not answer; the store does")
+        return on_store({**lag.to_json(), "caught_up": False, "error": f"{type(error).__name__}: {error}"})

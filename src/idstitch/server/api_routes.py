@@ -164,11 +164,7 @@ async def status(request: Request, key: Key) -> Any:
     writer = state.writer
     fault = writer.stopped or writer.fault
     sizes = await run_in_threadpool(state.store.sizes)
-    feeder = state.analytics
-    analytics = None if feeder is None else {
-        "engine": feeder.engine.name, "location": feeder.engine.description,
-        "bytes": feeder.engine.size_bytes(), "lag": feeder.lag.to_json(),
-    }
+    analytics = None if state.analytics is None else await run_in_threadpool(state.analytics.status)
     return {
         "version": idstitch.__version__,
         "store": state.store.description,

@@ -353,11 +353,7 @@ async def _settings_page(request: Request, key: SecretKey, status_code: int = 20
     project = state.project(key.project_id)
     keys = await run_in_threadpool(lambda: privacy.list_secret_keys(state.reader(), key.project_id))
     context.setdefault("new_key", None)
-    feeder = state.analytics
-    analytics = None if feeder is None else {
-        "engine": feeder.engine.name, "location": feeder.engine.description,
-        "bytes": await run_in_threadpool(feeder.engine.size_bytes), "lag": feeder.lag.to_json(),
-    }
+    analytics = None if state.analytics is None else await run_in_threadpool(state.analytics.status)
     return page(request, key, "settings.html", "settings", status_code=status_code, title="Settings", project=project,
                  analytics=analytics,
                  settings=project.settings, keys=keys, property_types=ui_forms.property_types_text(project.settings.property_types),

@@ -7,6 +7,7 @@ instead of testing which database it talks to.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
@@ -38,6 +39,35 @@ class Connection(Protocol):
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Any: ...
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]], /) -> Any: ...
     def close(self) -> None: ...
+
+
+@functools.lru_cache(maxsize=4096)
+def to_pyformat(sql: str, *, quotes: str = "'\"", backslash_escapes: bool = False) -> str:
+    """`?` marks to a driver's `%s` (and a literal `%` to `%%`), outside quoted text: psycopg's,
+    and clickhouse-connect's (whose literals also escape with a backslash)."""
+    out: list[str] = []
+    quote: str | None = None
+    escaped = False
+    for char in sql:
+        if char == "%":
+            out.append("%%")
+            escaped = False
+        elif quote is not None:
+            out.append(char)
+            if escaped:
+                escaped = False
+            elif backslash_escapes and char == "\\":
+                escaped = True
+            elif char == quote:
+                quote = None
+        elif char in quotes:
+            quote = char
+            out.append(char)
+        elif char == "?":
+            out.append("%s")
+        else:
+            out.append(char)
+    return "".join(out)
 
 
 def returning_id(conn: Connection, sql: str, parameters: Sequence[Any]) -> int:

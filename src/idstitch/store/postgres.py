@@ -26,6 +26,7 @@ from psycopg.types.string import TextLoader
 
 from idstitch.clock import Now
 from idstitch.errors import StoreFull, StoreUnavailable
+from idstitch.store.connection import to_pyformat
 from idstitch.store.dialects import MIGRATIONS_LOCK, POSTGRES, WRITES_LOCK
 from idstitch.store.persons import EVENT_COLUMNS, SQLPersons
 from idstitch.store.postgres_schema import MIGRATIONS
@@ -48,28 +49,6 @@ def redacted_url(dsn: str) -> str:
     if not at or ":" not in credentials:
         return dsn
     return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
-
-
-@functools.lru_cache(maxsize=4096)
-def to_pyformat(sql: str) -> str:
-    """`?` marks to psycopg's `%s` (and a literal `%` to `%%`), outside quoted text."""
-    out: list[str] = []
-    quote: str | None = None
-    for char in sql:
-        if char == "%":
-            out.append("%%")
-        elif quote is not None:
-            out.append(char)
-            if char == quote:
-                quote = None
-        elif char in "'\"":
-            quote = char
-            out.append(char)
-        elif char == "?":
-            out.append("%s")
-        else:
-            out.append(char)
-    return "".join(out)
 
 
 @functools.lru_cache(maxsize=1024)
