@@ -183,3 +183,16 @@ def test_reopening_the_copy_file_stores_nothing_twice(site_directories, tmp_path
         assert answers(site, EVENTS_BY_DAY)["total"] == 17
         assert copied_events(site) == stored_events(site)
     engine.close()
+
+
+def test_an_erasure_leaves_no_journal_row_of_a_person_its_ids_made(site):
+    """A person merged into the erased one is gone already, but its journal row named it by an id
+    made from one of the erased ids (identity-rules.md §3: UUIDv5 of the first distinct id)."""
+    site.send(track("anon-1", 1), track("anon-2", 2))
+    site.send(identify("user-1", "anon-1", 3))
+    site.send(identify("user-1", "anon-2", 4))  # anon-2's person merged into user-1's
+    site.catch_up()
+    site.erase("user-1")
+    assert site.conn.execute("SELECT person_id FROM person_changes").fetchall() == []
+    assert answers(site, CountSpec(measure="persons", interval=None))["total"] == 0
+    assert site.copy().execute("SELECT count(*) FROM persons").fetchone()[0] == 0

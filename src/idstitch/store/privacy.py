@@ -37,6 +37,7 @@ import msgspec
 
 from idstitch.clock import format_time
 from idstitch.errors import Conflict, InvalidRequest, NotFound
+from idstitch.ids import person_id_for
 from idstitch.outcomes import Rejection
 from idstitch.store import reads
 from idstitch.store.connection import Connection, Row
@@ -490,7 +491,9 @@ def erase(
         _erase_events(conn, project_id, subject, keep_anonymised_counts, report)
         report.others_events_redacted = _redact_events(conn, project_id, naming, needles, key)
         report.sessions = _rebuild_sessions(conn, project_id, sessions)
-        persons_erased(conn, project_id, subject.person_ids)
+        # And the journal rows of persons gone before (merged into these): a person's id is made
+        # from its first distinct id (identity-rules.md §3), so it names an erased id too.
+        persons_erased(conn, project_id, [*subject.person_ids, *(person_id_for(project_id, d) for d in subject.distinct_ids)])
         report.attributes = _delete_in(conn, "DELETE FROM person_attributes WHERE person_id IN ({})", subject.person_ids)
         report.distinct_ids = _delete_in(
             conn, "DELETE FROM distinct_ids WHERE project_id = ? AND distinct_id IN ({})", subject.distinct_ids, project_id
