@@ -35,6 +35,13 @@ WRITES_LOCK = 0x1D57_17C4_0000_0002
 # Held (for its whole session) by the one server that feeds the analytics copy (store/feed.py).
 FEED_LOCK = 0x1D57_17C4_0000_0003
 
+# On SQLite, the greatest number the analytics feed's `person_changes` has given (store/feed.py):
+# its rows' greatest, or an erasure's mark's (the rows an erasure drops keep their numbers taken).
+LAST_PERSON_CHANGE = (
+    "max(coalesce((SELECT max(change) FROM person_changes), 0),"
+    " coalesce((SELECT max(person_change) FROM event_changes), 0))"
+)
+
 _encode = msgspec.json.Encoder().encode
 
 
@@ -190,7 +197,7 @@ class SQLiteDialect(Dialect):
     begin_exclusive = "BEGIN IMMEDIATE"
     is_distinct_from = "IS NOT"
     # One writer: the greatest number so far plus one is in commit order (person_changes_by_change).
-    next_person_change = "(SELECT coalesce(max(change), 0) + 1 FROM person_changes)"
+    next_person_change = f"({LAST_PERSON_CHANGE} + 1)"
     regex_syntax = "python"
 
     def join_each(self, table: str, alias: str, on: str, *, outer: bool = False) -> str:

@@ -7,7 +7,8 @@ Three streams, each numbered so that a reader can ask for "everything after N":
                     of its last change (written by store/persons.py and privacy.py)
     event_changes   the seqs of stored events an erasure deleted or rewrote, and a mark (no
                     seq) for each erasure of persons: the journal never names an erased person,
-                    so the copy drops every person of the project the store no longer has
+                    so the copy drops every person of the project the store no longer has (the
+                    mark keeps the greatest person change number the erasure dropped)
 
 A reader must never pass a number whose transaction has not committed yet, or it would skip
 that transaction's rows for good. On SQLite one writer takes the numbers in commit order, so
@@ -25,7 +26,7 @@ from enum import Enum
 from typing import Any
 
 from idstitch.store.connection import Connection
-from idstitch.store.dialects import FEED_LOCK, WRITES_LOCK
+from idstitch.store.dialects import FEED_LOCK, LAST_PERSON_CHANGE, WRITES_LOCK
 
 _CHUNK = 500
 
@@ -77,21 +78,26 @@ def events_changed(conn: Connection, project_id: int, seqs: Iterable[int]) -> No
 
 
 def persons_erased(conn: Connection, project_id: int, person_ids: Sequence[str]) -> None:
-    """These persons were erased: their journal rows go, and a mark without their ids stays."""
+    """These persons were erased: their journal rows go, and a mark without their ids stays. The
+    mark keeps the greatest number of the rows gone, so that it stays taken (see dialects.py
+    `next_person_change`): the copy may have read past it."""
+    taken = 0
     for start in range(0, len(person_ids), _CHUNK):
         chunk = list(person_ids[start : start + _CHUNK])
-        conn.execute(
-            f"DELETE FROM person_changes WHERE project_id = ? AND person_id IN ({','.join('?' * len(chunk))})",
-            (project_id, *chunk),
-        )
-    conn.execute("INSERT INTO event_changes (project_id, seq) VALUES (?, NULL)", (project_id,))
+        where = f"project_id = ? AND person_id IN ({','.join('?' * len(chunk))})"
+        row = conn.execute(f"SELECT max(change) FROM person_changes WHERE {where}", (project_id, *chunk)).fetchone()
+        taken = max(taken, int(row[0] or 0))
+        conn.execute(f"DELETE FROM person_changes WHERE {where}", (project_id, *chunk))
+    conn.execute(
+        "INSERT INTO event_changes (project_id, seq, person_change) VALUES (?, NULL, ?)", (project_id, taken or None)
+    )
 
 
 # -- reading (a read connection of the feeder's) ---------------------------------------------
 
 _HORIZON = {
     "sqlite": (
-        "SELECT coalesce((SELECT max(seq) FROM events), 0), coalesce((SELECT max(change) FROM person_changes), 0),"
+        f"SELECT coalesce((SELECT max(seq) FROM events), 0), {LAST_PERSON_CHANGE},"
         " coalesce((SELECT max(change) FROM event_changes), 0)"
     ),
     "postgresql": (

@@ -325,4 +325,12 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
         CREATE INDEX retired_events_by_distinct_id ON retired_events(project_id, distinct_id, seq);
         """,
     ),
+    (
+        # As SQLite's 0010 (the greatest person change number an erasure dropped). PostgreSQL's
+        # numbers come from a sequence and are never given twice anyway; the mark is the same.
+        "0007_erased_changes_stay_taken",
+        """
+        ALTER TABLE event_changes ADD COLUMN person_change bigint;
+        """,
+    ),
 )

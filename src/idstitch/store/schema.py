@@ -318,4 +318,13 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
         CREATE INDEX event_changes_by_seq ON event_changes(seq);
         """,
     ),
+    (
+        # So are the feed's person change numbers (dialects.py `LAST_PERSON_CHANGE`): an erasure
+        # drops the erased persons' journal rows, and its mark keeps their greatest number.
+        "0010_erased_changes_stay_taken",
+        """
+        ALTER TABLE event_changes ADD COLUMN person_change INTEGER;
+        CREATE INDEX event_changes_by_person_change ON event_changes(person_change);
+        """,
+    ),
 )
