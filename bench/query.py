@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/query.py                      # 1,000,000 events, 100,000 persons
     .venv/bin/python bench/query.py --events 200000      # quicker
-    .venv/bin/python bench/query.py --database /tmp/q.db # keep (or reuse) the loaded database
+    .venv/bin/python bench/query.py --database /tmp/q/idstitch.db  # keep (or reuse) the data
 
 The data: one person per ten events; 30% of persons identify (with `plan`, `email`, `name`,
 `total_spend` attributes and a `Signed up` event), a third of them later buy (`Purchase` events
@@ -25,14 +25,24 @@ functions the API routes call (no HTTP: add ~1 ms per request for the ASGI stack
 * filtered person lists (first page of 100), session lists
 * counts: new persons per month by `plan` over all persons; unique sign-ups per week by `plan`
 
-The last line is always
+Then the analytics questions over HTTP, on the in-process app (`create_app`, as `make serve` runs
+it on this data directory, no network): once with the analytics copy off (the store answers: the
+baseline) and once with the embedded DuckDB copy, which the app's own feeder fills from nothing
+first (timed). Each question is asked `--repeat` times of each side: the `/api/counts` breakdown
+(unique sign-ups per day by `plan`), events per day over 30 days, persons who did `$pageview` at
+least 5 times, a typed-date plus equality person filter, and the UI's segment chart (`GET
+/ui/segments` with a `did` filter: chart, persons preview and count). `--no-analytics` skips it.
+
+The last two lines are always
 
     query: timeline p99 <ms> ms, breakdown <ms> ms at <N> events
+    analytics: breakdown <ms> ms, chart <ms> ms at <N> events on duckdb
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import sqlite3
@@ -40,11 +50,14 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+
+from fastapi.testclient import TestClient
 
 from idstitch.attributes import AttributeOps, OperationContext, PersonAttributes
 from idstitch.commands import INGEST, Command, Event, Identify, Track
@@ -58,10 +71,12 @@ from idstitch.query import counts, people, sessions
 from idstitch.query.compiler import EVENTS, PERSONS, SESSIONS, Compiler, where_clause
 from idstitch.query.filters import parse_filter
 from idstitch.query.patterns import PatternGuard
+from idstitch.server.app import create_app
+from idstitch.server.state import ServerConfig
 from idstitch.settings import ProjectSettings
 from idstitch.store import reads
 from idstitch.store.projects import ensure_default_project, project_by_id
-from idstitch.store.sqlite import SQLitePersons, SQLiteWriteSession, max_seq, open_database
+from idstitch.store.sqlite import DATABASE_FILE, SQLitePersons, SQLiteWriteSession, max_seq, open_database
 
 START = datetime(2026, 8, 1, tzinfo=timezone.utc)
 SPAN_DAYS = 90
@@ -75,6 +90,8 @@ PLANS = [("free", 55), ("pro", 30), ("team", 10), ("enterprise", 5)]
 NAMES = [("$pageview", 55), ("$autocapture", 25), ("$pageleave", 15), ("product_viewed", 5)]
 REQUEST = 100
 TRANSACTION = 10_000
+SECRET_KEY = "sk_bench"
+warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`")
 
 
 # -- the data set ---------------------------------------------------------------------------------
@@ -160,7 +177,7 @@ def lives(events: int, seed: int) -> Iterator[list[list[Step]]]:
 
 
 def _project(conn: sqlite3.Connection) -> tuple[int, ProjectSettings]:
-    project = ensure_default_project(conn, START, ingest_token="phc_bench", secret_key="sk_bench").project
+    project = ensure_default_project(conn, START, ingest_token="phc_bench", secret_key=SECRET_KEY).project
     found = project_by_id(conn, project.id)
     assert found is not None
     return found.id, found.settings
@@ -437,6 +454,125 @@ def measure(path: Path, samples: int, seed: int) -> tuple[list[tuple[str, str]],
     return rows, percentile(timeline, 99), breakdown
 
 
+# -- the analytics engine, over HTTP -----------------------------------------------------------------
+
+SIGN_UPS_BY_PLAN = {"measure": "persons", "events": ["Signed up"], "interval": "day", "breakdown": {"attribute": "plan"}}
+ANALYTICS_QUESTIONS: dict[str, dict[str, Any]] = {
+    "unique sign-ups per day by plan (/api/counts)": SIGN_UPS_BY_PLAN,
+    "events per day, last 30 days": {"measure": "events", "interval": "day", "after": "-30d"},
+    "persons who did $pageview >= 5 times": {"measure": "persons", "interval": "total",
+                                             "filter": {"did": "$pageview", "min_count": 5}},
+    "unique users per day, plan=pro and signed up after a date": {
+        "measure": "persons", "interval": "day",
+        "filter": {"and": [{"attribute": "plan", "op": "equals", "value": "pro"},
+                           {"attribute": "signed_up_at", "op": "after", "value": "2026-09-01"}]},
+    },
+}
+CHART = "the UI's segment chart (GET /ui/segments)"
+# A chart of unique users per day by plan, of the persons who viewed pages at least 5 times.
+CHART_QUERY = {"action": "json", "filter_json": json.dumps({"did": "$pageview", "min_count": 5}),
+               "measure": "persons", "events": "$pageview", "interval": "day", "after": "-30d", "breakdown": "plan"}
+
+
+@dataclass
+class Side:
+    """One app's answers: the engine that answered, times (ms) and answers per question."""
+
+    engine: str = ""
+    times: dict[str, list[float]] = field(default_factory=dict)
+    answers: dict[str, Any] = field(default_factory=dict)
+
+
+def _signed_in(client: TestClient) -> None:
+    page = client.get("/ui/login")
+    nonce = page.text.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+    answer = client.post("/ui/login", data={"csrf_token": nonce, "secret_key": SECRET_KEY}, follow_redirects=False)
+    assert answer.status_code == 303, answer.text
+
+
+def _caught_up(client: TestClient, patience: float = 60) -> float:
+    """Seconds until the app's feeder has filled the copy (given up after `patience` seconds
+    without progress)."""
+    started = moved = time.perf_counter()
+    copied = -1
+    while True:
+        lag = client.get("/api/status").json()["analytics"]["lag"]
+        if lag["caught_up"]:
+            return time.perf_counter() - started
+        if lag["seq"] != copied:
+            copied, moved = lag["seq"], time.perf_counter()
+        elif time.perf_counter() - moved > patience:
+            raise SystemExit(f"the analytics copy stopped at {copied:,} events: {lag['error']}")
+        print(f"\r  copied {copied:,} of {lag['store_seq']:,} events   ", end="", file=sys.stderr, flush=True)
+        time.sleep(0.5)
+
+
+def ask_over_http(path: Path, analytics: str, repeat: int) -> tuple[Side, dict[str, str]]:
+    """Every analytics question `repeat` times on the app over `path`'s data directory."""
+    side, notes = Side(), {}
+    config = ServerConfig(data_dir=path.parent, analytics=analytics, api_rate_limit=1_000_000)
+    with TestClient(create_app(config, now=lambda: NOW)) as client:
+        client.headers["Authorization"] = f"Bearer {SECRET_KEY}"
+        if analytics != "off":
+            fed = _caught_up(client)
+            print(file=sys.stderr)
+            status = client.get("/api/status").json()
+            copy_bytes, store_bytes = status["analytics"]["bytes"], path.stat().st_size
+            events = status["analytics"]["lag"]["seq"]
+            notes["copy filled from nothing (events/s)"] = f"{events / fed:,.0f} ({fed:.0f} s)"
+            notes["copy / store size"] = (
+                f"{copy_bytes / 2**20:,.0f} / {store_bytes / 2**20:,.0f} MiB ({copy_bytes / store_bytes:.2f})"
+            )
+        for name, body in ANALYTICS_QUESTIONS.items():
+            for _ in range(repeat):
+                started = time.perf_counter()
+                answer = client.post("/api/counts", json=body)
+                side.times.setdefault(name, []).append((time.perf_counter() - started) * 1000)
+                assert answer.status_code == 200, answer.text
+            found = answer.json()
+            side.engine = found.pop("answered_by")["engine"]
+            side.answers[name] = found
+        _signed_in(client)
+        for _ in range(repeat):
+            started = time.perf_counter()
+            page = client.get("/ui/segments", params=CHART_QUERY)
+            side.times.setdefault(CHART, []).append((time.perf_counter() - started) * 1000)
+            assert page.status_code == 200, page.text[:2000]
+        side.answers[CHART] = _chart_numbers(page.text)
+        if f'data-answered-by="{side.engine}"' not in page.text and side.engine != "store":
+            raise SystemExit(f"the chart was not answered by {side.engine}")
+    return side, notes
+
+
+def _chart_numbers(html: str) -> tuple[str, str]:
+    """What the segment page shows of its answers: the chart's table of numbers, and the count
+    of matching users."""
+    table = html.split('<details class="data-table">', 1)[1].split("</details>", 1)[0]
+    matching = html.split('id="matching-title"', 1)[1].split("</h2>", 1)[0]
+    return table, matching
+
+
+def _spread(samples: list[float]) -> str:
+    return f"{min(samples):.0f} / {statistics.median(samples):.0f} / {max(samples):.0f}"
+
+
+def analytics(path: Path, repeat: int) -> tuple[list[tuple[str, str]], float, float]:
+    """Rows comparing the store with its DuckDB copy; the copy's breakdown and chart medians."""
+    for old in path.parent.glob("analytics.duckdb*"):
+        old.unlink()  # filled from nothing, as on a fresh `make serve`
+    store, _ = ask_over_http(path, "off", repeat)
+    copy, notes = ask_over_http(path, "duckdb", repeat)
+    assert store.engine == "store" and copy.engine == "duckdb", (store.engine, copy.engine)
+    rows = list(notes.items())
+    for name, on_store in store.times.items():
+        on_copy = copy.times[name]
+        ratio = statistics.median(on_store) / statistics.median(on_copy)
+        same = "same answer" if store.answers[name] == copy.answers[name] else "ANSWERS DIFFER"
+        rows.append((f"{name}, min/median/max (ms)",
+                     f"sqlite {_spread(on_store)}, duckdb {_spread(on_copy)}: {ratio:.1f}x, {same}"))
+    return rows, statistics.median(copy.times[next(iter(ANALYTICS_QUESTIONS))]), statistics.median(copy.times[CHART])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000, help="events to generate (default 1,000,000)")
@@ -444,14 +580,18 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--database", type=Path, help="keep the database here; reused (not reloaded) if it exists")
     parser.add_argument("--engine", action="store_true", help="load through the engine (slow) instead of the bulk loader")
+    parser.add_argument("--repeat", type=int, default=5, help="times each analytics question is asked (default 5)")
+    parser.add_argument("--no-analytics", action="store_true", help="skip the analytics engine's questions")
     args = parser.parse_args()
 
+    if args.database and args.database.name != DATABASE_FILE:
+        parser.error(f"--database must name a file {DATABASE_FILE} (the app serves its directory)")
     rows: list[tuple[str, str]] = []
     if args.database and args.database.exists():
         path = args.database
         rows.append(("load", f"reused {path}"))
     else:
-        path = args.database or Path(tempfile.mkdtemp(prefix="idstitch-bench-")) / "idstitch.db"
+        path = args.database or Path(tempfile.mkdtemp(prefix="idstitch-bench-")) / DATABASE_FILE
         started = time.perf_counter()
         stored = (engine_load if args.engine else bulk_load)(path, args.events, args.seed)
         elapsed = time.perf_counter() - started
@@ -460,15 +600,21 @@ def main() -> None:
         rows.append((f"load, {how} (events/s)", f"{stored / elapsed:,.0f} ({elapsed:.0f} s)"))
     measured, timeline_p99, breakdown = measure(path, args.samples, args.seed)
     rows += measured
+    if not args.no_analytics:
+        compared, copy_breakdown, copy_chart = analytics(path, args.repeat)
+        rows += compared
     width = max(len(name) for name, _ in rows)
     print(f"{'measure':<{width}}  value")
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
     n_events = open_database(path, read_only=True).execute("SELECT count(*) FROM events").fetchone()[0]
     if not args.database:
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        for leftover in path.parent.iterdir():
+            leftover.unlink()
+        path.parent.rmdir()
     print(f"query: timeline p99 {timeline_p99:.1f} ms, breakdown {breakdown:.0f} ms at {n_events} events")
+    if not args.no_analytics:
+        print(f"analytics: breakdown {copy_breakdown:.0f} ms, chart {copy_chart:.0f} ms at {n_events} events on duckdb")
 
 
 if __name__ == "__main__":
