@@ -5,6 +5,7 @@ the store's and with the numbers a person would expect."""
 
 from __future__ import annotations
 
+from contextlib import closing
 from typing import Any
 
 import pytest
@@ -174,6 +175,41 @@ def test_a_feeder_restarted_mid_way_stores_nothing_twice(site, small_steps):
     assert by_value(answers(site, PERSONS_BY_PLAN)) == {None: 10, "pro": 1, "free": 1}
     assert copied_events(site) == stored_events(site)
     assert answers(site, EVENTS_BY_DAY)["total"] == 16
+
+
+class FailingOnce:
+    """The session's engine, whose `apply` fails once, the n-th time (a crash mid-way)."""
+
+    def __init__(self, engine: Any, failing_apply: int) -> None:
+        self._engine, self._left = engine, failing_apply
+
+    def apply(self, batch: Any) -> None:
+        self._left -= 1
+        if self._left == 0:
+            raise OSError("the disk went away")
+        self._engine.apply(batch)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
+
+
+def test_a_first_copy_stopped_mid_way_copies_every_person_after_a_restart(site, small_steps):
+    """The first copy walks every person (a store from before the journal names few of them in
+    it); a walk stopped part way is made again, not taken for done."""
+    many_persons(site)
+    with closing(site.store.connect()) as conn:
+        conn.execute("DELETE FROM person_changes")  # as in a store older than the journal
+        conn.commit()
+    site.feeder.stop()
+    crashing = site.new_feeder()
+    crashing.engine = FailingOnce(site.engine, failing_apply=3)
+    with pytest.raises(OSError):
+        crashing.step()
+    site.feeder = site.new_feeder()
+    site.catch_up()
+    persons = "SELECT id, created_at FROM persons ORDER BY id"
+    assert [tuple(r) for r in site.copy().execute(persons).fetchall()] == [tuple(r) for r in site.conn.execute(persons).fetchall()]
+    assert by_value(answers(site, PERSONS_BY_PLAN)) == {None: 10, "pro": 1, "free": 1}
 
 
 def test_reopening_the_copy_file_stores_nothing_twice(site_directories, tmp_path, small_steps):

@@ -143,7 +143,9 @@ class Feeder:
         store_id = feed.store_identity(conn)
         state = self.engine.state()
         horizon = feed.horizon(conn)
-        if state.store_id != store_id:
+        # A copy of another store, or one whose first walk of every person never ended (its
+        # position stays at nothing until the walk's end): made again from nothing.
+        if state.store_id != store_id or (state.position == FeedPosition() and horizon != FeedPosition()):
             self.engine.start_over(store_id)
             self._copy_every_person(conn, horizon)
             state = self.engine.state()
@@ -195,15 +197,15 @@ class Feeder:
 
     def _copy_every_person(self, conn: Connection, horizon: FeedPosition) -> None:
         after = ""
-        # Events are read as stored now: the erasures and rewrites before this are in them.
-        position = FeedPosition(0, horizon.person_change, horizon.event_change)
         while True:
             ids = feed.all_person_ids(conn, after, STEP_PERSONS)
             if not ids:
                 break
-            self.engine.apply(FeedBatch(position, changed_persons=ids, persons=feed.person_rows(conn, ids)))
+            self.engine.apply(FeedBatch(FeedPosition(), changed_persons=ids, persons=feed.person_rows(conn, ids)))
             after = ids[-1]
-        self.engine.apply(FeedBatch(position))
+        # The walk is done. Events are read as stored now: the erasures and rewrites before this
+        # are in them.
+        self.engine.apply(FeedBatch(FeedPosition(0, horizon.person_change, horizon.event_change)))
         self.erasures_forgotten = horizon.event_change
 
     def _expired(self) -> dict[int, str]:
