@@ -57,8 +57,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from fastapi.testclient import TestClient
-
 from idstitch.attributes import AttributeOps, OperationContext, PersonAttributes
 from idstitch.commands import INGEST, Command, Event, Identify, Track
 from idstitch.engine import LinkEntry, PersonCache, PersonRow, StoredEvent
@@ -78,6 +76,10 @@ from idstitch.store import reads
 from idstitch.store.projects import ensure_default_project, project_by_id
 from idstitch.store.sqlite import DATABASE_FILE, SQLitePersons, SQLiteWriteSession, max_seq, open_database
 
+with warnings.catch_warnings():  # Starlette's notice that httpx2 will replace httpx under its TestClient
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
 START = datetime(2026, 8, 1, tzinfo=timezone.utc)
 SPAN_DAYS = 90
 NOW = START + timedelta(days=SPAN_DAYS + 1)
@@ -91,7 +93,6 @@ NAMES = [("$pageview", 55), ("$autocapture", 25), ("$pageleave", 15), ("product_
 REQUEST = 100
 TRANSACTION = 10_000
 SECRET_KEY = "sk_bench"
-warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`")
 
 
 # -- the data set ---------------------------------------------------------------------------------

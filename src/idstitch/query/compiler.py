@@ -204,14 +204,23 @@ class Compiler:
             inner = Target(Scope.EVENTS, f"{dd}.person_id", ev)
             conditions.append(self._node(node.where, inner, f"{path}.where", depth + 1, seen))
         where = join(conditions, "AND")
-        # Uncorrelated: SQLite computes the set of persons once (through events_by_name), then
-        # tests each row against it.
-        return Sql(
-            f"coalesce({target.person} IN (SELECT {dd}.person_id FROM events {ev} JOIN distinct_ids {dd}"
-            f" ON {dd}.project_id = {ev}.project_id AND {dd}.distinct_id = {ev}.distinct_id"
-            f" WHERE {where.text} GROUP BY {dd}.person_id HAVING count(*) >= ?), FALSE)",
-            (*where.params, node.min_count),
-        )
+        # Uncorrelated: the set of persons is computed once, then each row is tested against it.
+        # Without a `where` (which may test the person: `{dd}.person_id`), the events are counted
+        # per distinct id before the join: a column store then joins one row per id, not per
+        # event (DuckDB: 1.5 times faster; SQLite: the same).
+        on = f"{dd}.project_id = {ev}.project_id AND {dd}.distinct_id = {ev}.distinct_id"
+        if node.where is None:
+            persons = (
+                f"SELECT {dd}.person_id FROM (SELECT {ev}.project_id, {ev}.distinct_id, count(*) AS n FROM events {ev}"
+                f" WHERE {where.text} GROUP BY {ev}.project_id, {ev}.distinct_id) {ev} JOIN distinct_ids {dd} ON {on}"
+                f" GROUP BY {dd}.person_id HAVING sum({ev}.n) >= ?"
+            )
+        else:
+            persons = (
+                f"SELECT {dd}.person_id FROM events {ev} JOIN distinct_ids {dd} ON {on}"
+                f" WHERE {where.text} GROUP BY {dd}.person_id HAVING count(*) >= ?"
+            )
+        return Sql(f"coalesce({target.person} IN ({persons}), FALSE)", (*where.params, node.min_count))
 
     def _segment(self, node: SegmentCondition, target: Target, path: str, depth: int, seen: tuple[int, ...]) -> Sql:
         if node.segment in seen:
