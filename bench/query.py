@@ -504,16 +504,17 @@ def _caught_up(client: TestClient, patience: float = 60) -> float:
     """Seconds until the app's feeder has filled the copy (given up after `patience` seconds
     without progress)."""
     started = moved = time.perf_counter()
-    copied = -1
+    seen: tuple[int, str | None] = (-1, None)
     while True:
         lag = client.get("/api/status").json()["analytics"]["lag"]
         if lag["caught_up"]:
             return time.perf_counter() - started
-        if lag["seq"] != copied:
-            copied, moved = lag["seq"], time.perf_counter()
+        if (lag["seq"], lag["error"]) != seen:  # events copied, or persons ("making the first copy: …")
+            seen, moved = (lag["seq"], lag["error"]), time.perf_counter()
         elif time.perf_counter() - moved > patience:
-            raise SystemExit(f"the analytics copy stopped at {copied:,} events: {lag['error']}")
-        print(f"\r  copied {copied:,} of {lag['store_seq']:,} events   ", end="", file=sys.stderr, flush=True)
+            raise SystemExit(f"the analytics copy stopped at {lag['seq']:,} events: {lag['error']}")
+        print(f"\r  copied {lag['seq']:,} of {lag['store_seq']:,} events ({lag['error'] or 'persons copied'})   ",
+              end="", file=sys.stderr, flush=True)
         time.sleep(0.5)
 
 

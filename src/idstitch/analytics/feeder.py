@@ -85,6 +85,15 @@ class Lag:
         }
 
 
+@dataclass(slots=True)
+class _Walk:
+    """The first copy's walk of every person: how far it is, and the store's position it began at."""
+
+    horizon: FeedPosition
+    after: str = ""
+    copied: int = 0
+
+
 class Feeder:
     """Feeds one engine from one store; `step` is safe from any thread (one runs at a time)."""
 
@@ -108,6 +117,7 @@ class Feeder:
         self._expired_at = -EXPIRY_SECONDS
         self._lease_grace = lease_grace
         self._leased_at: float | None = None  # time.monotonic() when this feeder took the lease
+        self._walk: _Walk | None = None  # the first copy's walk of every person, while it runs
         state = engine.state()
         # The journal position up to which erasures have left the copy's files.
         self.erasures_forgotten = state.position.event_change
@@ -137,6 +147,7 @@ class Feeder:
         conn = self._store()
         if not self._may_ship(conn):
             # Another server feeds the copy (or one may still be finishing a step): read how far.
+            self._walk = None  # and makes the first copy, if one is being made
             state = self.engine.state()
             self.lag = Lag(state.position, feed.horizon(conn), time.monotonic(), feeding=False)
             return 0
@@ -145,10 +156,15 @@ class Feeder:
         horizon = feed.horizon(conn)
         # A copy of another store, or one whose first walk of every person never ended (its
         # position stays at nothing until the walk's end): made again from nothing.
-        if state.store_id != store_id or (state.position == FeedPosition() and horizon != FeedPosition()):
+        restart = state.position == FeedPosition() and horizon != FeedPosition() and self._walk is None
+        if state.store_id != store_id or restart:
             self.engine.start_over(store_id)
-            self._copy_every_person(conn, horizon)
-            state = self.engine.state()
+            self._walk = _Walk(horizon)
+        if self._walk is not None:
+            walked = self._walk_persons(conn, self._walk)
+            if walked:
+                return walked
+            state = self.engine.state()  # every person copied: on to the events, in this step
         at = state.position
         events = feed.events_after(conn, at.seq, horizon.seq, STEP_EVENTS)
         # With a full step of events, the position goes only as far as the last one read.
@@ -195,18 +211,23 @@ class Feeder:
                 log.info("this server feeds the analytics copy now (in %g s)", self._lease_grace)
         return lease is feed.Lease.ALONE or time.monotonic() - self._leased_at >= self._lease_grace
 
-    def _copy_every_person(self, conn: Connection, horizon: FeedPosition) -> None:
-        after = ""
-        while True:
-            ids = feed.all_person_ids(conn, after, STEP_PERSONS)
-            if not ids:
-                break
+    def _walk_persons(self, conn: Connection, walk: _Walk) -> int:
+        """One page of the first copy's walk of every person, a step of its own, so that reads
+        never wait for the whole walk; at its end (0 persons), the position the walk began at.
+        The walk's end and the first events are one step: a copy whose position is still
+        nothing after it would be walked again."""
+        ids = feed.all_person_ids(conn, walk.after, STEP_PERSONS)
+        if ids:
             self.engine.apply(FeedBatch(FeedPosition(), changed_persons=ids, persons=feed.person_rows(conn, ids)))
-            after = ids[-1]
-        # The walk is done. Events are read as stored now: the erasures and rewrites before this
-        # are in them.
-        self.engine.apply(FeedBatch(FeedPosition(0, horizon.person_change, horizon.event_change)))
-        self.erasures_forgotten = horizon.event_change
+            walk.after, walk.copied = ids[-1], walk.copied + len(ids)
+            self.lag = Lag(FeedPosition(), walk.horizon, time.monotonic(), f"making the first copy: {walk.copied:,} persons so far")
+            return len(ids)
+        # Events are read as stored now: the erasures and rewrites before the walk are in them.
+        position = FeedPosition(0, walk.horizon.person_change, walk.horizon.event_change)
+        self.engine.apply(FeedBatch(position))
+        self.erasures_forgotten = position.event_change
+        self._walk = None
+        return 0
 
     def _expired(self) -> dict[int, str]:
         """Retention, at most once a minute: per project, the time before which events go."""
