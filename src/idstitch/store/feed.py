@@ -79,8 +79,8 @@ def events_changed(conn: Connection, project_id: int, seqs: Iterable[int]) -> No
 
 def persons_erased(conn: Connection, project_id: int, person_ids: Sequence[str]) -> None:
     """These persons were erased: their journal rows go, and a mark without their ids stays. The
-    mark keeps the greatest number of the rows gone, so that it stays taken (see dialects.py
-    `next_person_change`): the copy may have read past it."""
+    mark keeps the greatest number of the rows gone, so that it stays taken (dialects.py
+    `LAST_PERSON_CHANGE`): the copy may have read past it."""
     taken = 0
     for start in range(0, len(person_ids), _CHUNK):
         chunk = list(person_ids[start : start + _CHUNK])
