@@ -148,6 +148,11 @@ _UPSERT_SESSION = (
 # writer is idle). Counting commits instead let a stream of large ones grow the WAL past a
 # gigabyte before the first checkpoint; time bounds it by what the writer can commit meanwhile.
 BUSY_CHECKPOINT_SECONDS = 0.2
+# A checkpoint lets the next commit write the WAL from its start again only if no reader is then
+# reading from the WAL (the analytics feeder reads each commit's events right after it); when one
+# is, the WAL file grows past its size. Past this size, a group that grew it checkpoints at once,
+# so that large commits grow the file by a group at a time, not by 0.2 s of them.
+WAL_GROWTH_CHECKPOINT_BYTES = 4 * 1024 * 1024
 
 
 _SYNCHRONOUS = {0: "off", 1: "normal", 2: "full", 3: "extra"}
@@ -180,6 +185,8 @@ class SQLiteWriteSession:
         self._data_version: int | None = None
         self._commits_since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
+        self._wal = path.with_name(path.name + "-wal")
+        self._wal_bytes = 0  # the WAL file's size after the last group
 
     def begin(self, claims: Sequence[Claims | None]) -> bool:
         self.conn.execute("BEGIN IMMEDIATE")
@@ -223,7 +230,9 @@ class SQLiteWriteSession:
     def between_groups(self, *, idle: bool) -> None:
         if not self._commits_since_checkpoint:
             return
-        if idle or time.monotonic() - self._last_checkpoint >= BUSY_CHECKPOINT_SECONDS:
+        wal_bytes, self._wal_bytes = self._wal_bytes, _size(self._wal)
+        grew = self._wal_bytes > max(wal_bytes, WAL_GROWTH_CHECKPOINT_BYTES)
+        if idle or grew or time.monotonic() - self._last_checkpoint >= BUSY_CHECKPOINT_SECONDS:
             # The writer is the only one that commits, so between its groups a passive checkpoint
             # copies every frame that no reader still needs, and the next commit restarts the WAL.
             self._last_checkpoint = time.monotonic()
@@ -236,6 +245,13 @@ class SQLiteWriteSession:
         except sqlite3.Error as error:  # a full disk: the WAL stays, and the next start reads it
             log.warning("could not checkpoint %s at close: %s", self.path, error)
         self.conn.close()
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 def store_fault(error: BaseException, path: Path | str) -> StoreUnavailable | None:
