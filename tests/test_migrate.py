@@ -352,7 +352,9 @@ def test_a_migration_killed_mid_chunk_continues_from_its_last_commit(tmp_path, p
     """SIGINT (Ctrl-C) to one run and SIGKILL to the next, each while copying; the third finishes."""
     source = sqlite_config(tmp_path)
     with running(source) as api:
-        many_events(api, 3000)
+        # Enough rows that each signal lands while copying: on a loaded machine a run copied
+        # everything of 3,000 events between two looks at its progress, and ended 0.
+        many_events(api, 10_000)
     command = [sys.executable, "-m", "idstitch.cli", "migrate", "--to", postgres_dsn,
                "--data-dir", str(source.data_dir), "--chunk-rows", "7"]
 
