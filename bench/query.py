@@ -58,6 +58,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from idstitch.analytics.duckdb_engine import ANALYTICS_FILE
 from idstitch.attributes import AttributeOps, OperationContext, PersonAttributes
 from idstitch.commands import INGEST, Command, Event, Identify, Track
 from idstitch.engine import LinkEntry, PersonCache, PersonRow, StoredEvent
@@ -570,7 +571,7 @@ def _spread(samples: list[float]) -> str:
 
 def analytics(path: Path, repeat: int) -> tuple[list[tuple[str, str]], float, float]:
     """Rows comparing the store with its DuckDB copy; the copy's breakdown and chart medians."""
-    for old in path.parent.glob("analytics.duckdb*"):
+    for old in path.parent.glob(ANALYTICS_FILE + "*"):
         old.unlink()  # filled from nothing, as on a fresh `make serve`
     store, _ = ask_over_http(path, "off", repeat)
     copy, notes = ask_over_http(path, "duckdb", repeat)
