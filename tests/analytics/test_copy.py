@@ -8,11 +8,13 @@ from __future__ import annotations
 from contextlib import closing
 from typing import Any
 
+import duckdb
 import pytest
 
 from idstitch.analytics import feeder as feeder_module
 from idstitch.analytics.duckdb_engine import DuckDBEngine
 from idstitch.query.counts import CountSpec
+from idstitch.store.feed import FeedPosition
 from tests.analytics.sites import Site, at, open_site
 
 
@@ -41,7 +43,12 @@ def answers(site: Site, spec: CountSpec, filter_document: Any = None) -> dict[st
 
 
 def copied_events(site: Site) -> list[tuple[int, str]]:
-    return [tuple(r) for r in site.copy().execute("SELECT seq, distinct_id FROM events ORDER BY seq").fetchall()]
+    # DuckDB's copy holds its own number of each distinct id, and their texts in `id_keys`.
+    sql = (
+        "SELECT e.seq, k.distinct_id FROM events e JOIN id_keys k ON k.id_key = e.id_key ORDER BY e.seq"
+        if site.engine.name == "duckdb" else "SELECT seq, distinct_id FROM events ORDER BY seq"
+    )
+    return [tuple(r) for r in site.copy().execute(sql).fetchall()]
 
 
 def stored_events(site: Site) -> list[tuple[int, str]]:
@@ -244,6 +251,28 @@ def test_reopening_the_copy_file_stores_nothing_twice(site_directories, tmp_path
         assert (site.count(site.copy(), PERSONS_BY_PLAN), copied_events(site)) == before
         site.send(track("anon-1", 12), track("anon-30", 12))
         assert answers(site, EVENTS_BY_DAY)["total"] == 17
+        assert copied_events(site) == stored_events(site)
+    engine.close()
+
+
+def test_a_copy_in_an_older_format_is_made_again_from_the_store(site_directories, tmp_path):
+    path = tmp_path / "analytics.duckdb"
+    # An older idstitch's copy: events and the mapping by the distinct id's text, caught up.
+    older = duckdb.connect(str(path))
+    older.execute(
+        "CREATE TABLE events (seq BIGINT, project_id INTEGER, distinct_id VARCHAR, event VARCHAR, timestamp VARCHAR,"
+        " session_id VARCHAR, properties VARCHAR)"
+    )
+    older.execute("INSERT INTO events VALUES (1, 1, 'anon-1', '$pageview', '2026-01-01T00:00:00.000Z', NULL, '{}')")
+    older.execute("CREATE TABLE copy_state (store_id VARCHAR, seq BIGINT, person_change BIGINT, event_change BIGINT)")
+    older.execute("INSERT INTO copy_state VALUES ('some store', 1, 1, 0)")
+    older.close()
+    engine = DuckDBEngine(path)
+    engine.prepare()
+    assert engine.state().store_id is None and engine.state().position == FeedPosition()
+    with open_site(site_directories(), engine) as site:
+        site.send(identify("user-1", "anon-1", 1, plan="pro"), track("anon-1", 2), track("anon-2", 3))
+        assert by_value(answers(site, PERSONS_BY_PLAN)) == {None: 1, "pro": 1}
         assert copied_events(site) == stored_events(site)
     engine.close()
 

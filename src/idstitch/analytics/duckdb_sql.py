@@ -125,6 +125,12 @@ def _equals_number(doc: str, key: str | None, numbers: list[int | float]) -> Sql
 class DuckDBDialect(CopyDialect):
     name = "duckdb"
 
+    def distinct_id_key(self, event: str) -> str:
+        return f"{event}.id_key"  # duckdb_engine numbers the copy's distinct ids
+
+    def same_distinct_id(self, event: str, mapping: str) -> str:
+        return f"{mapping}.id_key = {event}.id_key"
+
     def week_start(self, day: str) -> str:
         return f"strftime(date_trunc('week', CAST({day} AS DATE)), '%Y-%m-%d')"
 

@@ -11,6 +11,9 @@ The copy holds, with the store's column names so the query layer's SQL reads bot
     distinct_ids       project_id, distinct_id, person_id      the mapping now (never baked into events)
     persons            id, project_id, created_at, is_identified
     person_attributes  person_id, key, value, kind
+
+but for the distinct id of events and of the mapping, which a copy may hold as a number of its
+own (the dialect's `distinct_id_key` and `same_distinct_id` say how to group and join by it).
 """
 
 from __future__ import annotations

@@ -208,11 +208,11 @@ class Compiler:
         # Without a `where` (which may test the person: `{dd}.person_id`), the events are counted
         # per distinct id before the join: a column store then joins one row per id, not per
         # event (DuckDB: 1.3 to 1.5 times faster; SQLite: the same).
-        on = f"{dd}.project_id = {ev}.project_id AND {dd}.distinct_id = {ev}.distinct_id"
+        on, key = self.dialect.same_distinct_id(ev, dd), self.dialect.distinct_id_key(ev)
         if node.where is None:
             persons = (
-                f"SELECT {dd}.person_id FROM (SELECT {ev}.project_id, {ev}.distinct_id, count(*) AS n FROM events {ev}"
-                f" WHERE {where.text} GROUP BY {ev}.project_id, {ev}.distinct_id) {ev} JOIN distinct_ids {dd} ON {on}"
+                f"SELECT {dd}.person_id FROM (SELECT {key}, count(*) AS n FROM events {ev}"
+                f" WHERE {where.text} GROUP BY {key}) {ev} JOIN distinct_ids {dd} ON {on}"
                 f" GROUP BY {dd}.person_id HAVING sum({ev}.n) >= ?"
             )
         else:

@@ -102,7 +102,7 @@ def _run(
         conditions.append(Sql("e.timestamp < ?", (format_time(spec.before),)))
     conditions.append(where)
     event_where = Sql(" AND ".join(c.text for c in conditions), tuple(v for c in conditions for v in c.params))
-    events_from = "FROM events e LEFT JOIN distinct_ids d ON d.project_id = e.project_id AND d.distinct_id = e.distinct_id"
+    events_from = f"FROM events e LEFT JOIN distinct_ids d ON {dialect.same_distinct_id('e', 'd')}"
     attribute = spec.breakdown_attribute
 
     if spec.measure == "events":

@@ -60,18 +60,33 @@ def persons_page(
 ) -> Page:
     """Persons the filter keeps, newest first, as full persons (ids, properties, display name);
     `details`: where each person is read, if not on `conn` (which holds a copy of persons only)."""
+    rows = _newest(conn, project_id, where, limit + 1, cursor)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page(_full(details or conn, project_id, rows), encode_cursor(rows[-1][1], rows[-1][0]) if more else None)
+
+
+def newest_and_count(
+    conn: Connection, project_id: int, where: Sql, limit: int, cap: int, *, details: Connection | None = None
+) -> tuple[list[dict[str, Any]], int]:
+    """The `limit` newest persons the filter keeps, and how many it keeps up to `cap` (cap + 1:
+    more), from one run of the filter (a `did` condition costs a pass over the events)."""
+    rows = _newest(conn, project_id, where, cap + 1, None)
+    return _full(details or conn, project_id, rows[:limit]), len(rows)
+
+
+def _newest(conn: Connection, project_id: int, where: Sql, limit: int, cursor: str | None) -> list[Any]:
     sql = f"SELECT p.id, p.created_at FROM persons p WHERE p.project_id = ? AND {where.text}"
     params: list[Any] = [project_id, *where.params]
     if cursor:
         created_at, person_id = decode_cursor(cursor, 2, (str, str))
         sql += " AND (p.created_at, p.id) < (?, ?)"
         params += [created_at, person_id]
-    rows = conn.execute(sql + " ORDER BY p.created_at DESC, p.id DESC LIMIT ?", (*params, limit + 1)).fetchall()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    source = details or conn
-    results = [found for row in rows if (found := reads.person(source, project_id, row[0])) is not None]
-    return Page(results, encode_cursor(rows[-1][1], rows[-1][0]) if more else None)
+    return conn.execute(sql + " ORDER BY p.created_at DESC, p.id DESC LIMIT ?", (*params, limit)).fetchall()
+
+
+def _full(source: Connection, project_id: int, rows: list[Any]) -> list[dict[str, Any]]:
+    return [found for row in rows if (found := reads.person(source, project_id, row[0])) is not None]
 
 
 def distinct_ids_of(conn: Connection, project_id: int, person_id: str) -> list[str]:

@@ -155,12 +155,7 @@ def _fill(conn: Connection, feeder: Feeder | None, key: SecretKey, node: FilterN
 
     def members(on: Connection, compiler: Compiler) -> tuple[list[dict[str, Any]], int]:
         where = where_clause(compiler, PERSONS, node, None)
-        preview = people.persons_page(on, key.project_id, where, PREVIEW, None, details=conn).results
-        matching = on.execute(
-            f"SELECT count(*) FROM (SELECT 1 FROM persons p WHERE p.project_id = ? AND {where.text} LIMIT ?) AS kept",
-            (key.project_id, *where.params, COUNT_CAP + 1),
-        ).fetchone()[0]
-        return preview, matching
+        return people.newest_and_count(on, key.project_id, where, PREVIEW, COUNT_CAP, details=conn)
 
     try:
         (data["persons"], data["matching"]), _ = answer_on_copy(feeder, conn, key.project_id, now, members)

@@ -93,6 +93,17 @@ class Dialect(ABC):
         """An insert that skips rows whose key is already there."""
         return f"{self.insert_ignore_prefix} {table_and_columns} {values}{self.insert_ignore_suffix}"
 
+    # An event's distinct id, as the analytics queries group and join by it: the store's is the
+    # id's text; the DuckDB copy numbers its ids (a join of integers costs half of one of texts).
+
+    def distinct_id_key(self, event: str) -> str:
+        """The columns of an `events` row that name its distinct id (to GROUP BY)."""
+        return f"{event}.project_id, {event}.distinct_id"
+
+    def same_distinct_id(self, event: str, mapping: str) -> str:
+        """The join of an `events` row (or a row grouped by `distinct_id_key`) to its `distinct_ids` row."""
+        return f"{mapping}.project_id = {event}.project_id AND {mapping}.distinct_id = {event}.distinct_id"
+
     @abstractmethod
     def join_each(self, table: str, alias: str, on: str, *, outer: bool = False) -> str:
         """`JOIN table alias ON on` (`LEFT JOIN` if `outer`), looked up for each row of what
