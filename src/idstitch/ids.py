@@ -118,3 +118,11 @@ def is_illegal_for_identity(distinct_id: str, additions: IllegalIds = NO_ADDITIO
 def person_id_for(project_id: int, first_distinct_id: str) -> str:
     """Deterministic person id, so two writers creating the same person agree (identity-rules.md §3)."""
     return str(uuid.uuid5(PERSON_ID_NAMESPACE, f"{project_id}:{first_distinct_id}"))
+
+
+def is_person_id(text: str) -> bool:
+    """Whether `text` is a person id as idstitch writes them: a UUID's canonical (lower-case) text."""
+    try:
+        return str(uuid.UUID(text)) == text
+    except ValueError:
+        return False

@@ -4,6 +4,8 @@ time bound, and the stored data is untouched: every row of every table is as it 
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 
 import pytest
@@ -96,6 +98,15 @@ def test_a_segment_id_past_sqlite_integers_in_a_query_string_is_refused(seeded):
 def test_a_forged_cursor_on_the_read_api_is_a_400(seeded, cursor):
     for path in ("/api/persons", "/api/warnings", "/api/dead-letters", "/api/audit-log"):
         assert seeded.get(path, params={"cursor": cursor}, headers=ADMIN).status_code == 400
+
+
+def test_a_persons_cursor_naming_no_person_id_is_a_400(seeded):
+    # The analytics copy holds person ids as UUIDs: a cursor's must be one as idstitch writes them.
+    for person_id in ("not-a-uuid", "0E0E0E0E-0000-4000-8000-000000000000"):
+        cursor = base64.urlsafe_b64encode(json.dumps(["2026-01-01T00:00:00.000Z", person_id]).encode()).decode()
+        assert seeded.get("/api/persons", params={"cursor": cursor}, headers=ADMIN).status_code == 400
+        body = {"filter": {"did": "$pageview"}, "cursor": cursor}
+        assert seeded.post("/api/persons/query", json=body, headers=ADMIN).status_code == 400
 
 
 scalars = st.one_of(

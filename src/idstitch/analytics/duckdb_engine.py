@@ -7,7 +7,9 @@ statement each (row-by-row inserts would cost a hundred times more).
 
 The copy numbers each distinct id it sees once (`id_keys`), and its events and mapping hold the
 number: joining events to their persons on an integer costs half of a join on the id's text
-(dialect `same_distinct_id`). A copy of another format is made again from nothing.
+(dialect `same_distinct_id`). Person ids (UUIDs, ids.person_id_for) are DuckDB UUIDs, 16 bytes
+that group and join as integers do, and sort as their texts; reads give them back as texts.
+A copy of another format is made again from nothing.
 """
 
 from __future__ import annotations
@@ -39,9 +41,9 @@ CREATE TABLE IF NOT EXISTS events (
     timestamp VARCHAR NOT NULL, session_id VARCHAR, properties VARCHAR NOT NULL
 );
 CREATE TABLE IF NOT EXISTS id_keys (project_id INTEGER NOT NULL, distinct_id VARCHAR NOT NULL, id_key BIGINT NOT NULL);
-CREATE TABLE IF NOT EXISTS distinct_ids (project_id INTEGER NOT NULL, id_key BIGINT NOT NULL, person_id VARCHAR NOT NULL);
-CREATE TABLE IF NOT EXISTS persons (id VARCHAR NOT NULL, project_id INTEGER NOT NULL, created_at VARCHAR NOT NULL, is_identified INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS person_attributes (person_id VARCHAR NOT NULL, key VARCHAR NOT NULL, value VARCHAR, kind VARCHAR NOT NULL);
+CREATE TABLE IF NOT EXISTS distinct_ids (project_id INTEGER NOT NULL, id_key BIGINT NOT NULL, person_id UUID NOT NULL);
+CREATE TABLE IF NOT EXISTS persons (id UUID NOT NULL, project_id INTEGER NOT NULL, created_at VARCHAR NOT NULL, is_identified INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS person_attributes (person_id UUID NOT NULL, key VARCHAR NOT NULL, value VARCHAR, kind VARCHAR NOT NULL);
 CREATE TABLE IF NOT EXISTS copy_state (
     store_id VARCHAR, seq BIGINT NOT NULL, person_change BIGINT NOT NULL, event_change BIGINT NOT NULL
 );
@@ -68,6 +70,9 @@ FROM (SELECT project_id, distinct_id FROM feed_events UNION SELECT project_id, d
 WHERE NOT EXISTS (SELECT 1 FROM id_keys k WHERE k.project_id = n.project_id AND k.distinct_id = n.distinct_id)
 """
 _KEYED = "JOIN id_keys k ON k.project_id = f.project_id AND k.distinct_id = f.distinct_id"
+# The batch's changed persons (and the persons an erasure kept) as the copy's UUIDs.
+_CHANGED = "(SELECT CAST(person_id AS UUID) FROM feed_changed)"
+_KEPT_IDS = "(SELECT CAST(person_id AS UUID) FROM feed_kept)"
 
 
 def _arrow(schema: pa.Schema, rows: Sequence[Sequence[Any]]) -> pa.Table:
@@ -94,7 +99,10 @@ class DuckDBConnection:
             if self._interrupted or self._generation != self._engine.generation:
                 self._cursor.close()
                 self._cursor, self._generation, self._interrupted = self._engine.open_cursor(), self._engine.generation, False
-            return Rows(self._cursor.execute(sql, list(parameters)).fetchall())
+            result = self._cursor.execute(sql, list(parameters))
+            rows = result.fetchall()
+            uuids = [i for i, column in enumerate(result.description or ()) if str(column[1]) == "UUID"]
+            return Rows([_as_texts(row, uuids) for row in rows] if uuids else rows)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]], /) -> Rows:
         return refuse_writes()
@@ -204,19 +212,19 @@ class DuckDBEngine:
                     f" f.properties FROM feed_events f {_KEYED} ORDER BY f.seq"
                 )
             if batch.changed_persons:
-                db.execute("DELETE FROM persons WHERE id IN (SELECT person_id FROM feed_changed)")
-                db.execute("DELETE FROM person_attributes WHERE person_id IN (SELECT person_id FROM feed_changed)")
-                db.execute("DELETE FROM distinct_ids WHERE person_id IN (SELECT person_id FROM feed_changed)")
+                db.execute(f"DELETE FROM persons WHERE id IN {_CHANGED}")
+                db.execute(f"DELETE FROM person_attributes WHERE person_id IN {_CHANGED}")
+                db.execute(f"DELETE FROM distinct_ids WHERE person_id IN {_CHANGED}")
                 # An id may have moved here from a person whose change is not in this batch.
                 db.execute(f"DELETE FROM distinct_ids WHERE id_key IN (SELECT k.id_key FROM feed_ids f {_KEYED})")
                 db.execute("INSERT INTO persons SELECT * FROM feed_persons")
                 db.execute("INSERT INTO person_attributes SELECT * FROM feed_attributes")
                 db.execute(f"INSERT INTO distinct_ids SELECT f.project_id, k.id_key, f.person_id FROM feed_ids f {_KEYED}")
             for project_id in batch.persons_kept:
-                gone = "SELECT id FROM persons WHERE project_id = ? AND id NOT IN (SELECT person_id FROM feed_kept)"
+                gone = f"SELECT id FROM persons WHERE project_id = ? AND id NOT IN {_KEPT_IDS}"
                 db.execute(f"DELETE FROM person_attributes WHERE person_id IN ({gone})", [project_id])
                 db.execute(
-                    "DELETE FROM distinct_ids WHERE project_id = ? AND person_id NOT IN (SELECT person_id FROM feed_kept)",
+                    f"DELETE FROM distinct_ids WHERE project_id = ? AND person_id NOT IN {_KEPT_IDS}",
                     [project_id],
                 )
                 db.execute(f"DELETE FROM persons WHERE id IN ({gone})", [project_id])
@@ -307,6 +315,15 @@ class DuckDBEngine:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+def _as_texts(row: tuple[Any, ...], uuids: list[int]) -> tuple[Any, ...]:
+    """A row with its UUID columns as the store's texts (NULL stays None)."""
+    values = list(row)
+    for i in uuids:
+        if values[i] is not None:
+            values[i] = str(values[i])
+    return tuple(values)
 
 
 def _size(path: Path) -> int:

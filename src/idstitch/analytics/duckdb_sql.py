@@ -16,6 +16,7 @@ import math
 import re
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -130,6 +131,9 @@ class DuckDBDialect(CopyDialect):
 
     def same_distinct_id(self, event: str, mapping: str) -> str:
         return f"{mapping}.id_key = {event}.id_key"
+
+    def person_id(self, text: str) -> Any:
+        return uuid.UUID(text)
 
     def week_start(self, day: str) -> str:
         return f"strftime(date_trunc('week', CAST({day} AS DATE)), '%Y-%m-%d')"

@@ -10,6 +10,8 @@ import msgspec
 
 from idstitch.attributes import OpKind
 from idstitch.display import avatar_url, display_name
+from idstitch.errors import InvalidRequest
+from idstitch.ids import is_person_id
 from idstitch.query.compiler import Sql
 from idstitch.store import reads
 from idstitch.store.connection import Connection
@@ -80,8 +82,10 @@ def _newest(conn: Connection, project_id: int, where: Sql, limit: int, cursor: s
     params: list[Any] = [project_id, *where.params]
     if cursor:
         created_at, person_id = decode_cursor(cursor, 2, (str, str))
+        if not is_person_id(person_id):
+            raise InvalidRequest(f"cursor {cursor!r} is not one this API gave out")
         sql += " AND (p.created_at, p.id) < (?, ?)"
-        params += [created_at, person_id]
+        params += [created_at, conn.dialect.person_id(person_id)]
     return conn.execute(sql + " ORDER BY p.created_at DESC, p.id DESC LIMIT ?", (*params, limit)).fetchall()
 
 

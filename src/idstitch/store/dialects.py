@@ -104,6 +104,11 @@ class Dialect(ABC):
         """The join of an `events` row (or a row grouped by `distinct_id_key`) to its `distinct_ids` row."""
         return f"{mapping}.project_id = {event}.project_id AND {mapping}.distinct_id = {event}.distinct_id"
 
+    def person_id(self, text: str) -> Any:
+        """A person id (a UUID's text, ids.person_id_for) as a parameter compared with the person
+        id columns (the DuckDB copy's are UUIDs)."""
+        return text
+
     @abstractmethod
     def join_each(self, table: str, alias: str, on: str, *, outer: bool = False) -> str:
         """`JOIN table alias ON on` (`LEFT JOIN` if `outer`), looked up for each row of what
