@@ -20,12 +20,13 @@ from fastapi.testclient import TestClient
 
 from idstitch.analytics.engine import AnalyticsEngine
 from idstitch.analytics.feeder import Feeder
-from idstitch.query import counts
+from idstitch.query import counts, people
 from idstitch.query.compiler import EVENTS, PERSONS, run_guarded, where_clause
 from idstitch.query.filters import FilterError, parse_filter
 from idstitch.server.app import create_app
 from idstitch.server.state import ServerConfig
 from idstitch.store.connection import Connection
+from idstitch.store.reads import encode_cursor
 from tests.conftest import INGEST_TOKEN, SECRET_KEY
 
 # Event times are days (and minutes) after T0, a Monday; the server's clock stands at NOW, after
@@ -163,15 +164,10 @@ class Site:
 def person_rows_page(
     conn: Connection, project_id: int, where: Any, limit: int, cursor: tuple[str, str] | None
 ) -> list[tuple[str, str]]:
-    """The first query of query/people.persons_page, as is: `(id, created_at)` of up to `limit + 1`
+    """The first query of query/people.persons_page: `(id, created_at)` of up to `limit + 1`
     persons after `cursor` (`(created_at, id)`). The rest of persons_page reads each whole person
     from the store; the copy holds only what the filters need."""
-    sql = f"SELECT p.id, p.created_at FROM persons p WHERE p.project_id = ? AND {where.text}"
-    params: list[Any] = [project_id, *where.params]
-    if cursor:
-        sql += " AND (p.created_at, p.id) < (?, ?)"
-        params += list(cursor)
-    rows = conn.execute(sql + " ORDER BY p.created_at DESC, p.id DESC LIMIT ?", (*params, limit + 1)).fetchall()
+    rows = people.newest_rows(conn, project_id, where, limit + 1, encode_cursor(*cursor) if cursor else None)
     return [(r[0], r[1]) for r in rows]
 
 

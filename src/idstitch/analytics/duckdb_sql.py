@@ -135,6 +135,9 @@ class DuckDBDialect(CopyDialect):
     def person_id(self, text: str) -> Any:
         return uuid.UUID(text)
 
+    def keep_person_set(self, name: str, select: str) -> str | None:
+        return f"CREATE OR REPLACE TEMPORARY TABLE {name} AS {select}"
+
     def week_start(self, day: str) -> str:
         return f"strftime(date_trunc('week', CAST({day} AS DATE)), '%Y-%m-%d')"
 

@@ -15,7 +15,8 @@ compare as SQLite's `julianday()` reads them: ISO-8601 texts in any UTC offset.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -37,6 +38,7 @@ from idstitch.query.filters import (
     NoneOf,
     PropertyCondition,
     SegmentCondition,
+    dump_filter,
     parse_filter,
 )
 from idstitch.query.moments import julian_day, parse_moment
@@ -101,6 +103,8 @@ class Compiler:
         self._aliases = 0
         # Whether what it compiled reads events (a `did`): the analytics copy answers those best.
         self.reads_events = False
+        # Inside `sharing_person_sets`: the temporary tables of the `did` sets computed so far.
+        self._kept_sets: dict[tuple[bytes, tuple[Any, ...]], str] | None = None
 
     def compile(self, node: FilterNode | None, target: Target, path: str = "filter") -> Sql:
         if node is None:
@@ -109,6 +113,38 @@ class Compiler:
 
     def segment(self, segment_id: int, target: Target, path: str = "segment_id") -> Sql:
         return self._node(SegmentCondition(segment=segment_id), target, path, 0, ())
+
+    def new_query(self) -> None:
+        """What it compiles next is for another query: the limit on conditions starts over."""
+        self._nodes = 0
+
+    @contextmanager
+    def sharing_person_sets(self) -> Iterator[None]:
+        """Within, each `did` condition's set of persons is computed once however many queries
+        compile it (a page's chart and its persons list), where the dialect keeps such sets."""
+        self._kept_sets = {}
+        try:
+            yield
+        finally:
+            kept, self._kept_sets = self._kept_sets, None
+            for name in kept.values():
+                self.conn.execute(f"DROP TABLE IF EXISTS {name}")
+
+    def _person_set(self, node: DidCondition, select: str, params: tuple[Any, ...]) -> Sql:
+        """`select` (the persons of `node`, one `person_id` column) as the source of an `IN`:
+        kept or inline. Kept by the condition and its bound values (its SQL's aliases differ)."""
+        if self._kept_sets is None:
+            return Sql(select, params)
+        key = (_encode(dump_filter(node)), params)
+        name = self._kept_sets.get(key)
+        if name is None:
+            name = f"person_set_{len(self._kept_sets) + 1}"
+            statement = self.dialect.keep_person_set(name, select)
+            if statement is None:
+                return Sql(select, params)
+            self._kept_sets[key] = name
+            self.conn.execute(statement, params)
+        return Sql(f"SELECT person_id FROM {name}")
 
     def moment(self, text: str, path: str) -> datetime:
         try:
@@ -220,7 +256,8 @@ class Compiler:
                 f"SELECT {dd}.person_id FROM events {ev} JOIN distinct_ids {dd} ON {on}"
                 f" WHERE {where.text} GROUP BY {dd}.person_id HAVING count(*) >= ?"
             )
-        return Sql(f"coalesce({target.person} IN ({persons}), FALSE)", (*where.params, node.min_count))
+        found = self._person_set(node, persons, (*where.params, node.min_count))
+        return Sql(f"coalesce({target.person} IN ({found.text}), FALSE)", found.params)
 
     def _segment(self, node: SegmentCondition, target: Target, path: str, depth: int, seen: tuple[int, ...]) -> Sql:
         if node.segment in seen:
@@ -265,7 +302,9 @@ def _marks(values: list[Any]) -> str:
 
 
 def where_clause(compiler: Compiler, target: Target, node: FilterNode | None, segment_id: int | None) -> Sql:
-    """A query's filter and saved segment, both applied."""
+    """A query's filter and saved segment, both applied (the limit on conditions counts the
+    conditions of this query: a page may compile one filter for several)."""
+    compiler.new_query()
     parts = [compiler.compile(node, target)] if node is not None else []
     if segment_id is not None:
         parts.append(compiler.segment(segment_id, target))

@@ -62,7 +62,7 @@ def persons_page(
 ) -> Page:
     """Persons the filter keeps, newest first, as full persons (ids, properties, display name);
     `details`: where each person is read, if not on `conn` (which holds a copy of persons only)."""
-    rows = _newest(conn, project_id, where, limit + 1, cursor)
+    rows = newest_rows(conn, project_id, where, limit + 1, cursor)
     more = len(rows) > limit
     rows = rows[:limit]
     return Page(_full(details or conn, project_id, rows), encode_cursor(rows[-1][1], rows[-1][0]) if more else None)
@@ -73,11 +73,12 @@ def newest_and_count(
 ) -> tuple[list[dict[str, Any]], int]:
     """The `limit` newest persons the filter keeps, and how many it keeps up to `cap` (cap + 1:
     more), from one run of the filter (a `did` condition costs a pass over the events)."""
-    rows = _newest(conn, project_id, where, cap + 1, None)
+    rows = newest_rows(conn, project_id, where, cap + 1, None)
     return _full(details or conn, project_id, rows[:limit]), len(rows)
 
 
-def _newest(conn: Connection, project_id: int, where: Sql, limit: int, cursor: str | None) -> list[Any]:
+def newest_rows(conn: Connection, project_id: int, where: Sql, limit: int, cursor: str | None) -> list[Any]:
+    """`(id, created_at)` of up to `limit` persons the filter keeps, newest first, after `cursor`."""
     sql = f"SELECT p.id, p.created_at FROM persons p WHERE p.project_id = ? AND {where.text}"
     params: list[Any] = [project_id, *where.params]
     if cursor:

@@ -153,14 +153,6 @@ def _fill(conn: Connection, feeder: Feeder | None, key: SecretKey, node: FilterN
     """The chart, and the persons the filter keeps (a preview and a capped count), answered by
     the analytics copy when it has caught up (`answered_by`)."""
 
-    def members(on: Connection, compiler: Compiler) -> tuple[list[dict[str, Any]], int]:
-        where = where_clause(compiler, PERSONS, node, None)
-        return people.newest_and_count(on, key.project_id, where, PREVIEW, COUNT_CAP, details=conn)
-
-    try:
-        (data["persons"], data["matching"]), _ = answer_on_copy(feeder, conn, key.project_id, now, members)
-    except FilterError as error:
-        data["persons_note"] = "The persons list is not shown: " + problems(error)
     spec = counts.CountSpec(
         measure=options["measure"],  # type: ignore[arg-type]
         events=tuple(e.strip() for e in options["events"].split(",") if e.strip()) if options["measure"] != "new_persons" else (),
@@ -171,10 +163,23 @@ def _fill(conn: Connection, feeder: Feeder | None, key: SecretKey, node: FilterN
         breakdown_limit=BREAKDOWN_LIMIT,
     )
     target = PERSONS if options["measure"] == "new_persons" else EVENTS
-    result, data["answered_by"] = answer_on_copy(
-        feeder, conn, key.project_id, now,
-        lambda on, compiler: counts.count(on, key.project_id, spec, where_clause(compiler, target, node, None), now),
-    )
+
+    def answers(on: Connection, compiler: Compiler) -> tuple[tuple[list[dict[str, Any]], int] | FilterError, dict[str, Any]]:
+        # One engine for both, and a `did` condition's persons computed once for both.
+        with compiler.sharing_person_sets():
+            try:
+                members: tuple[list[dict[str, Any]], int] | FilterError = people.newest_and_count(
+                    on, key.project_id, where_clause(compiler, PERSONS, node, None), PREVIEW, COUNT_CAP, details=conn
+                )
+            except FilterError as error:  # a condition persons cannot have: the chart of events is shown
+                members = error
+            return members, counts.count(on, key.project_id, spec, where_clause(compiler, target, node, None), now)
+
+    (members, result), data["answered_by"] = answer_on_copy(feeder, conn, key.project_id, now, answers)
+    if isinstance(members, FilterError):
+        data["persons_note"] = "The persons list is not shown: " + problems(members)
+    else:
+        data["persons"], data["matching"] = members
     data["chart"] = _chart(result, options)
 
 

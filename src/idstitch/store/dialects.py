@@ -104,6 +104,12 @@ class Dialect(ABC):
         """The join of an `events` row (or a row grouped by `distinct_id_key`) to its `distinct_ids` row."""
         return f"{mapping}.project_id = {event}.project_id AND {mapping}.distinct_id = {event}.distinct_id"
 
+    def keep_person_set(self, name: str, select: str) -> str | None:
+        """The statement that keeps `select`'s rows (one `person_id` column) in a temporary table
+        `name` of this connection, for the queries after it to read; None: not kept here (each
+        query computes the set again)."""
+        return None
+
     def person_id(self, text: str) -> Any:
         """A person id (a UUID's text, ids.person_id_for) as a parameter compared with the person
         id columns (the DuckDB copy's are UUIDs)."""
